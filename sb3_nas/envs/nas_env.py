@@ -1,0 +1,178 @@
+"""The NAS environment of §4.2.3 (Algorithm 1): design a CNN layer by layer in the NSC space."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_nas.data import ImageDataset
+from sb3_nas.estimation import Fidelity, PerformanceEstimator, RewardMemo
+from sb3_nas.space import (
+    MAX_DEPTH,
+    NSC,
+    ActionKind,
+    LayerType,
+    action_table,
+    encode_state,
+    is_multi_branch,
+    row_width,
+)
+
+MAX_STEPS_CHAIN = 10  # τ, §6.1
+MAX_STEPS_MULTI_BRANCH = 20  # τ, §6.2
+SIGMA = 0.0  # σ, the share of the accuracy paid for a shift action, §4.2.3
+
+# Why an episode ended: the rules (a)–(e) of §4.2.3.
+POINTER_OUT_OF_BOUNDS = "pointer_out_of_bounds"  # (a)
+TERMINAL_ACTION = "terminal_action"  # (b)
+MAX_DEPTH_REACHED = "max_depth"  # (c)
+MAX_STEPS_REACHED = "max_steps"  # (d), a truncation
+INVALID_ARCHITECTURE = "invalid_architecture"  # (e)
+
+
+class NasEnv(gym.Env):
+    """Neural architecture design on one dataset: every action edits the NSC state, and the reward is
+    the early-stop accuracy of the network the new state builds (§4.2.3, Algorithm 1).
+
+    :param dataset: a registered dataset name or an ``ImageDataset`` (``None``: the default built-in task)
+    :param fidelity: a fidelity name or ``Fidelity`` (``None``: the CPU default)
+    :param memo: a ``RewardMemo``, a memo URL or path (``None``: ``results/memo.sqlite``)
+    :param sigma: σ, the reward of a shift action is σ × the accuracy of the unchanged network
+    :param seed: seeds the action space (the environment itself is deterministic)
+    :param multi_branch: the 14-action multi-branch space with pointers p1, p2 instead of the 8-action chain
+    :param max_depth: d, the maximum number of NSC rows
+    :param max_steps: τ, the maximum number of actions in an episode (``None``: 10 chain, 20 multi-branch)
+    :param estimator: a ready ``PerformanceEstimator`` (overrides dataset, fidelity and memo)
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        dataset: ImageDataset | str | None = None,
+        fidelity: Fidelity | str | None = None,
+        memo: RewardMemo | str | None = None,
+        sigma: float = SIGMA,
+        seed: int | None = None,
+        multi_branch: bool = False,
+        max_depth: int = MAX_DEPTH,
+        max_steps: int | None = None,
+        estimator: PerformanceEstimator | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"unknown render_mode {render_mode!r}; known: ansi")
+        if not 0.0 <= sigma <= 1.0:
+            raise ValueError(f"sigma must lie in [0, 1], got {sigma}")
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be at least 1, got {max_depth}")
+        self.estimator = estimator or PerformanceEstimator(dataset, fidelity, memo)
+        self.sigma = float(sigma)
+        self.multi_branch = bool(multi_branch)
+        self.max_depth = int(max_depth)
+        default_steps = MAX_STEPS_MULTI_BRANCH if multi_branch else MAX_STEPS_CHAIN
+        self.max_steps = int(default_steps if max_steps is None else max_steps)
+        self.render_mode = render_mode
+        self.actions = action_table(self.multi_branch)
+        self.action_space = gym.spaces.Discrete(len(self.actions), seed=seed)
+        width = row_width(self.max_depth, self.multi_branch)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.max_depth * width,), np.float32, seed=seed)
+        self.rows: list[NSC] = []
+        self.pointer_offsets = [0, 0]  # p1, p2: offsets back from the newest layer, §4.2.2
+        self.episode_step = 0
+
+    @property
+    def dataset(self) -> ImageDataset:
+        return self.estimator.dataset
+
+    @property
+    def newest(self) -> int:
+        """Index of the newest layer (0, the input image, in an empty state)."""
+        return len(self.rows)
+
+    @property
+    def predecessors(self) -> tuple[int, int]:
+        """The layer indices that p1 and p2 point at."""
+        return self.newest - self.pointer_offsets[0], self.newest - self.pointer_offsets[1]
+
+    def _observation(self) -> np.ndarray:
+        return encode_state(self.rows, self.max_depth, self.multi_branch).reshape(-1)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.action_space.seed(seed)
+        self.rows = []
+        self.pointer_offsets = [0, 0]
+        self.episode_step = 0
+        return self._observation(), {"episode_step": 0, "nsc": [], "p1": 0, "p2": 0}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
+        chosen = self.actions[int(action)]
+        self.episode_step += 1
+        ended_by = ""
+        if chosen.kind == ActionKind.SHIFT:
+            offset = self.pointer_offsets[chosen.pointer - 1] - chosen.step  # "up" is toward newer layers
+            self.pointer_offsets[chosen.pointer - 1] = offset
+            if not 0 <= offset <= self.newest:
+                ended_by = POINTER_OUT_OF_BOUNDS
+        else:
+            pred1, pred2 = self.predecessors
+            if chosen.kind == ActionKind.TERMINAL:
+                pred1 = pred2 = 0
+            elif chosen.kind == ActionKind.LAYER:
+                pred2 = 0
+            self.rows.append(NSC(self.newest + 1, int(chosen.layer_type), chosen.kernel, pred1, pred2))
+
+        estimate = self.estimator.estimate(self.rows)
+        entry = estimate.entry
+        if ended_by:
+            reward = 0.0
+        elif not entry.valid:
+            reward, ended_by = 0.0, INVALID_ARCHITECTURE
+        elif chosen.kind == ActionKind.SHIFT:
+            reward = self.sigma * entry.accuracy
+        else:
+            reward = entry.accuracy
+        if not ended_by:
+            if chosen.kind == ActionKind.TERMINAL:
+                ended_by = TERMINAL_ACTION
+            elif len(self.rows) >= self.max_depth:
+                ended_by = MAX_DEPTH_REACHED
+            elif self.episode_step >= self.max_steps:
+                ended_by = MAX_STEPS_REACHED
+        truncated = ended_by == MAX_STEPS_REACHED
+        terminated = bool(ended_by) and not truncated
+        p1, p2 = self.predecessors
+        info = {
+            "accuracy": entry.accuracy,
+            "valid": entry.valid,
+            "reason": entry.reason,
+            "nsc": [tuple(row) for row in self.rows],
+            "network": entry.network,
+            "memo_hit": estimate.memo_hit,
+            "episode_step": self.episode_step,
+            "n_params": entry.n_params,
+            "flops": entry.flops,
+            "train_seconds": entry.train_seconds,
+            "multi_branch": is_multi_branch(self.rows),
+            "p1": p1,
+            "p2": p2,
+            "ended_by": ended_by,
+        }
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        names = {int(t): t.name.lower() for t in LayerType}
+        lines = [f"NSC state ({len(self.rows)}/{self.max_depth} rows), p1→{self.predecessors[0]}"]
+        for row in self.rows:
+            lines.append(f"  {tuple(row)}  {names[row.type]}")
+        return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""Performance estimation (§4.1.2, §5): fidelities, the early-stop trainer and the reward memo."""
+
+from sb3_nas.estimation.estimator import Estimate, PerformanceEstimator, memo_key, open_memo
+from sb3_nas.estimation.fidelity import (
+    DEFAULT_FIDELITY,
+    FIDELITIES,
+    Fidelity,
+    UnknownFidelityError,
+    get_fidelity,
+    register_fidelity,
+)
+from sb3_nas.estimation.memo import DEFAULT_MEMO_URL, MemoEntry, MemoError, RewardMemo, default_memo_url
+from sb3_nas.estimation.trainer import Evaluation, PreparedData, evaluate_nsc, evaluate_plan, prepare_data
+
+__all__ = [
+    "DEFAULT_FIDELITY",
+    "DEFAULT_MEMO_URL",
+    "FIDELITIES",
+    "Estimate",
+    "Evaluation",
+    "Fidelity",
+    "MemoEntry",
+    "MemoError",
+    "PerformanceEstimator",
+    "PreparedData",
+    "RewardMemo",
+    "UnknownFidelityError",
+    "default_memo_url",
+    "evaluate_nsc",
+    "evaluate_plan",
+    "get_fidelity",
+    "memo_key",
+    "open_memo",
+    "prepare_data",
+    "register_fidelity",
+]

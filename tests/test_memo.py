@@ -1,0 +1,222 @@
+"""The reward memo (SPEC §5): persistent, first-write-wins, cached, shareable between processes."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib.util
+import json
+import multiprocessing as mp
+import pickle
+import queue
+
+import pytest
+import sqlalchemy as sa
+
+from sb3_nas.estimation.memo import DEFAULT_MEMO_URL, MemoEntry, MemoError, RewardMemo, default_memo_url
+
+
+def make_entry(key: str, accuracy: float = 0.5, **changes) -> MemoEntry:
+    entry = MemoEntry(
+        key=key,
+        dataset="digits",
+        dataset_fingerprint="sha256:ab12",
+        fidelity="smoke@1",
+        network="C(3,32)-P(2)-S",
+        nsc=json.dumps([[1, 1, 3, 0, 0], [2, 3, 0, 0, 0]]),
+        accuracy=accuracy,
+        valid=True,
+        reason="",
+        n_params=123_456,
+        flops=9_876_543_210,  # beyond 32 bits
+        train_seconds=1.0 / 3.0,
+        created_at=1_700_000_000.123456,
+    )
+    return dataclasses.replace(entry, **changes)
+
+
+@pytest.fixture
+def memo_path(tmp_path):
+    return tmp_path / "sub" / "memo.sqlite"
+
+
+def count_statements(memo: RewardMemo) -> list[str]:
+    """Every SQL statement the memo's engine runs from now on."""
+    statements: list[str] = []
+    sa.event.listen(memo._engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    return statements
+
+
+def test_put_get_roundtrip_keeps_every_field(memo_path):
+    memo = RewardMemo(f"sqlite:///{memo_path}")
+    invalid = make_entry("k2", accuracy=0.0, valid=False, reason="spatial size below 1", nsc='["x, \\"y\\""]')
+    memo.put(make_entry("k1"))
+    memo.put(invalid)
+    fresh = RewardMemo(memo_path)  # a plain path means sqlite there; reads the database, not a cache
+    assert fresh.get("k1") == make_entry("k1")
+    assert fresh.get("k2") == invalid
+    assert fresh.get("absent") is None
+    assert "k1" in fresh and "absent" not in fresh
+    assert len(fresh) == 2
+
+
+def test_put_of_existing_key_keeps_the_first(memo_path):
+    first, second = RewardMemo(memo_path), RewardMemo(memo_path)
+    assert first.put(make_entry("k", accuracy=0.25)).accuracy == 0.25
+    # the second object has never seen "k": the database, not its cache, must refuse the overwrite
+    assert second.put(make_entry("k", accuracy=0.75)).accuracy == 0.25
+    assert first.put(make_entry("k", accuracy=0.9)).accuracy == 0.25
+    assert [e.accuracy for e in RewardMemo(memo_path).entries()] == [0.25]
+    assert first.stats["writes"] == 1 and second.stats["writes"] == 0
+
+
+def test_persists_across_objects_and_sees_other_writers(memo_path):
+    reader, writer = RewardMemo(memo_path), RewardMemo(memo_path)
+    assert reader.get("k") is None  # a miss must not be remembered: another process may write it later
+    writer.put(make_entry("k"))
+    writer.close()
+    assert reader.get("k") == make_entry("k")
+    assert RewardMemo(f"sqlite:///{memo_path}").get("k") == make_entry("k")
+
+
+def test_cache_hit_avoids_the_database(memo_path):
+    memo = RewardMemo(memo_path)
+    RewardMemo(memo_path).put(make_entry("k"))
+    statements = count_statements(memo)
+    assert memo.get("k") == make_entry("k")
+    assert len(statements) == 1
+    for _ in range(100):
+        assert memo.get("k") == make_entry("k")
+    assert "k" in memo
+    assert memo.put(make_entry("k", accuracy=0.9)).accuracy == 0.5
+    assert len(statements) == 1
+    assert memo.stats == {"hits": 101, "misses": 0, "writes": 0}
+    memo.get("absent")
+    assert memo.stats["misses"] == 1
+
+
+def test_csv_export_import_roundtrip(memo_path, tmp_path):
+    memo = RewardMemo(memo_path)
+    for i in range(5):
+        memo.put(make_entry(f"{i:04d}", accuracy=i / 7, valid=i % 2 == 0, reason="" if i % 2 == 0 else "NA"))
+    csv_path = tmp_path / "out" / "memo.csv"
+    assert memo.export_csv(csv_path) == 5
+
+    copy = RewardMemo("sqlite://")
+    assert copy.import_csv(csv_path) == 5
+    assert copy.entries() == memo.entries()  # keys stay strings, '' stays '', floats stay exact
+    assert copy.import_csv(csv_path) == 0
+    assert len(copy) == 5
+    frame = copy.to_dataframe()
+    assert list(frame.columns) == [f.name for f in dataclasses.fields(MemoEntry)]
+    assert frame["accuracy"].tolist() == [i / 7 for i in range(5)]
+
+
+def test_import_of_csv_missing_columns_names_them(tmp_path):
+    path = tmp_path / "partial.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["key", "dataset", "accuracy"], ["k", "digits", "0.5"]])
+    memo = RewardMemo("sqlite://")
+    with pytest.raises(MemoError, match="fidelity") as info:
+        memo.import_csv(path)
+    assert "flops" in str(info.value) and "train_seconds" in str(info.value)
+    assert len(memo) == 0
+
+
+def test_unwritable_location_raises_memo_error_naming_it(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    path = blocker / "memo.sqlite"
+    with pytest.raises(MemoError, match="cannot create folder") as info:
+        RewardMemo(f"sqlite:///{path}")
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_file_that_is_not_a_database_raises_memo_error(tmp_path):
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is certainly not an SQLite database file" * 100)
+    with pytest.raises(MemoError, match="not a database") as info:
+        RewardMemo(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [("nosuchdb://host/db", "no usable database driver"), ("mssql+nosuchdriver://h/db", "no usable")],
+)
+def test_unknown_scheme_or_driver_raises_memo_error(url, problem):
+    with pytest.raises(MemoError, match=problem) as info:
+        RewardMemo(url)
+    assert url in str(info.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("psycopg2") is not None, reason="the driver is installed")
+def test_missing_driver_raises_memo_error_without_the_password():
+    with pytest.raises(MemoError, match="psycopg2") as info:
+        RewardMemo("postgresql+psycopg2://user:secret@localhost/db")
+    assert "secret" not in str(info.value)
+
+
+def test_default_url_follows_environment(monkeypatch):
+    monkeypatch.delenv("SB3_NAS_MEMO", raising=False)
+    assert default_memo_url() == DEFAULT_MEMO_URL == "sqlite:///results/memo.sqlite"
+    monkeypatch.setenv("SB3_NAS_MEMO", "sqlite://")
+    assert default_memo_url() == "sqlite://"
+    assert RewardMemo().url == "sqlite://"
+
+
+def test_pickle_roundtrip_reconnects_by_url(memo_path):
+    memo = RewardMemo(memo_path)
+    memo.put(make_entry("k"))
+    memo.get("k")
+    clone = pickle.loads(pickle.dumps(memo))
+    assert clone.url == memo.url
+    assert clone.stats == {"hits": 0, "misses": 0, "writes": 0}
+    assert clone.get("k") == make_entry("k")
+    clone.put(make_entry("k2"))
+    assert memo.get("k2") == make_entry("k2")
+
+
+def _writer(memo: RewardMemo, first: int, count: int, tag: float, barrier, results) -> None:
+    """Child process: put `count` entries, report what the memo said is stored for each key."""
+    try:
+        barrier.wait(timeout=60)
+        stored = {}
+        for i in range(first, first + count):
+            stored[f"net-{i}"] = memo.put(make_entry(f"net-{i}", accuracy=tag)).accuracy
+        results.put((tag, stored, None))
+    except BaseException as err:  # report, so the parent fails with the child's reason
+        results.put((tag, {}, repr(err)))
+
+
+def test_two_writer_processes_store_exactly_the_union(memo_path):
+    memo = RewardMemo(memo_path)
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    # overlapping key sets: 0..199 and 100..299; the memo itself is pickled into each child
+    workers = [
+        ctx.Process(target=_writer, args=(memo, first, 200, tag, barrier, results))
+        for first, tag in [(0, 0.1), (100, 0.2)]
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        reports = [results.get(timeout=120) for _ in workers]
+    except queue.Empty:
+        pytest.fail("a writer process did not report")
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+    assert [error for _, _, error in reports] == [None, None]
+    assert all(worker.exitcode == 0 for worker in workers)
+
+    shared = {f"net-{i}" for i in range(100, 200)}
+    final = {e.key: e.accuracy for e in RewardMemo(memo_path).entries()}
+    assert sorted(final) == sorted(f"net-{i}" for i in range(300))
+    assert len(RewardMemo(memo_path)) == 300
+    for tag, stored, _ in reports:
+        assert len(stored) == 200
+        # each process was told the entry that won, which is the one on disk
+        assert all(final[key] == accuracy for key, accuracy in stored.items())
+        assert all(final[key] == tag for key in stored.keys() - shared)
