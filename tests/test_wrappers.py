@@ -1,0 +1,130 @@
+"""The meta-RL wrapper (§4.2.4): observation layout, trials spanning inner episodes, memory reset modes."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from sb3_contrib import RecurrentPPO
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_nas.envs import NasEnv
+from sb3_nas.estimation import PerformanceEstimator
+from sb3_nas.wrappers import MetaRLWrapper
+
+
+class CountdownEnv(gym.Env):
+    """Episodes of ``length`` steps; the reward is the action's index / 10; the observation is the step."""
+
+    def __init__(self, length: int = 3, n_actions: int = 4):
+        self.length = length
+        self.action_space = gym.spaces.Discrete(n_actions)
+        self.observation_space = gym.spaces.Discrete(length + 1)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return 0, {}
+
+    def step(self, action):
+        self.t += 1
+        return self.t, action / 10, self.t >= self.length, False, {}
+
+
+def test_observation_is_state_previous_action_reward_and_episode_step():
+    env = MetaRLWrapper(CountdownEnv(length=3, n_actions=4), trial_steps=7)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (4 + 4 + 1 + 1,) and env.observation_space.contains(obs)
+    assert obs.tolist() == [1, 0, 0, 0] + [0, 0, 0, 0] + [0.0] + [0.0]  # zeros at a trial's start
+    obs, reward, terminated, truncated, info = env.step(2)
+    assert obs.tolist() == [0, 1, 0, 0] + [0, 0, 1, 0] + [pytest.approx(0.2)] + [1.0]
+    assert reward == pytest.approx(0.2) and not terminated and not truncated
+
+
+def test_a_trial_spans_inner_episodes_and_reports_them():
+    env = MetaRLWrapper(CountdownEnv(length=3), trial_steps=7)
+    env.reset(seed=0)
+    results = [env.step(a) for a in (1, 3, 2, 0, 1, 1, 2)]
+    dones = [terminated or truncated for _, _, terminated, truncated, _ in results]
+    assert dones == [False] * 6 + [True]
+    # after the inner episode ends (3rd step) the wrapper has reset it: c_t is back to 0, the state too
+    obs3 = results[2][0]
+    assert obs3[-1] == 0.0 and obs3[:4].tolist() == [1, 0, 0, 0]
+    assert obs3[4 + 2] == 1.0 and obs3[8] == pytest.approx(0.2)  # but a_{t-1}, r_{t-1} carry over
+    finished = [info["inner_episode"] for *_, info in results if "inner_episode" in info]
+    assert finished == [
+        {
+            "episode": 0,
+            "length": 3,
+            "best_reward": 0.3,
+            "accumulated_reward": pytest.approx(0.6),
+            "multi_branch": False,
+        },
+        {
+            "episode": 1,
+            "length": 3,
+            "best_reward": 0.1,
+            "accumulated_reward": pytest.approx(0.2),
+            "multi_branch": False,
+        },
+    ]
+    with pytest.raises(RuntimeError, match="trial is over"):
+        env.step(0)
+    obs, _ = env.reset()  # the next trial starts from zeros again
+    assert obs[4:].tolist() == [0.0] * 6
+
+
+def test_reset_memory_episode_ends_the_learner_episode_at_every_inner_episode():
+    env = MetaRLWrapper(CountdownEnv(length=3), trial_steps=7, reset_memory="episode")
+    env.reset(seed=0)
+    dones = []
+    for action in (1, 3, 2, 0, 1, 1, 2):
+        obs, _, terminated, truncated, _ = env.step(action)
+        dones.append(terminated or truncated)
+        if (terminated or truncated) and len(dones) < 7:
+            obs, _ = env.reset()  # inside the trial: previous action and reward survive the reset
+            assert obs[-1] == 0.0 and obs[4 + action] == 1.0
+    assert dones == [False, False, True, False, False, True, True]
+    assert env.trial_over and env.reset()[0][4:].tolist() == [0.0] * 6
+
+
+def _episode_starts(reset_memory):
+    venv = DummyVecEnv(
+        [lambda: MetaRLWrapper(CountdownEnv(length=3), trial_steps=6, reset_memory=reset_memory)]
+    )
+    model = RecurrentPPO(
+        "MlpLstmPolicy", venv, n_steps=12, batch_size=12, seed=0, policy_kwargs={"lstm_hidden_size": 8}
+    )
+    model.learn(12)
+    return model.rollout_buffer.episode_starts[:, 0].tolist()
+
+
+def test_recurrent_state_is_zeroed_per_trial_or_per_inner_episode():
+    # sb3-contrib zeroes the LSTM state exactly where episode_starts is 1
+    assert _episode_starts("trial") == [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0]
+    assert _episode_starts("episode") == [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0]
+
+
+def test_nas_environment_in_a_trial(small_digits, tiny_fidelity, memo):
+    inner = NasEnv(estimator=PerformanceEstimator(small_digits, tiny_fidelity, memo), multi_branch=True)
+    env = MetaRLWrapper(inner, trial_steps=6)
+    sb3_check_env(env, warn=True)
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (360 + 14 + 2,)
+    finished = []
+    for action in (1, 11, 8, 7, 0, 7):  # conv, shift p1 to the input, add(p1, p2), terminal; conv, terminal
+        obs, _, terminated, _, info = env.step(action)
+        finished += [info["inner_episode"]] if "inner_episode" in info else []
+    assert terminated and [e["length"] for e in finished] == [4, 2]
+    assert finished[0]["multi_branch"] and not finished[1]["multi_branch"]
+    assert finished[0]["best_reward"] == pytest.approx(max(finished[0]["best_reward"], 0))
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="Discrete action space"):
+        MetaRLWrapper(gym.make("Pendulum-v1"), trial_steps=5)
+    with pytest.raises(ValueError, match="reset_memory"):
+        MetaRLWrapper(CountdownEnv(), trial_steps=5, reset_memory="never")
+    with pytest.raises(ValueError, match="trial_steps"):
+        MetaRLWrapper(CountdownEnv(), trial_steps=0)
+    assert np.isinf(MetaRLWrapper(CountdownEnv(), trial_steps=5).observation_space.high[-2])
