@@ -278,3 +278,21 @@ def test_unknown_name_lists_known_names():
     assert str(error.value) == f"unknown dataset 'foo'; known: {', '.join(list_datasets())}"
     with pytest.raises(UnknownDatasetError, match="digits"):
         describe_dataset("foo")
+
+
+def test_numpy_archive_by_path(tmp_path):
+    from sb3_nas.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "my_task.npz"
+    np.savez(path, images=rng.integers(0, 256, size=(30, 9, 9, 3), dtype=np.uint8), labels=np.arange(30) % 3)
+    dataset = load_dataset(str(path))
+    assert dataset.name == "my_task" and dataset.image_shape == (9, 9, 3) and dataset.n_classes == 3
+    np.savez(tmp_path / "bad.npz", pixels=np.zeros((3, 2, 2)))
+    with pytest.raises(DatasetError, match="needs arrays 'images' and 'labels' \\(it has: pixels\\)"):
+        load_dataset(str(tmp_path / "bad.npz"))
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset(str(tmp_path / "missing.npz"))
+    (tmp_path / "broken.npz").write_text("not an archive")
+    with pytest.raises(DatasetError, match="not a readable NumPy archive"):
+        load_dataset(str(tmp_path / "broken.npz"))

@@ -1,5 +1,6 @@
-"""Search strategies: random search (and, in later work, MetaA2C)."""
+"""Search strategies: meta-A2C (§4.2.5) and random search (§6.1 baseline)."""
 
+from sb3_nas.algos.meta_a2c import MetaA2C
 from sb3_nas.algos.random_search import RandomSearch
 
-__all__ = ["RandomSearch"]
+__all__ = ["MetaA2C", "RandomSearch"]

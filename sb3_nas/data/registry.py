@@ -40,11 +40,16 @@ def describe_dataset(name: str) -> str:
 
 
 def load_dataset(dataset: str | ImageDataset) -> ImageDataset:
-    """The dataset registered under a name (loaded once per process), or an ``ImageDataset`` as is."""
+    """The dataset registered under a name or stored at a ``.npz`` path (loaded once per process), or an
+    ``ImageDataset`` as is."""
     if isinstance(dataset, ImageDataset):
         return dataset
     if not isinstance(dataset, str):
         raise TypeError(f"expected a dataset name or an ImageDataset, got {type(dataset).__name__}")
+    if dataset not in _LOADED and dataset not in _LOADERS and dataset.endswith(".npz"):
+        from sb3_nas.data.loaders import load_npz
+
+        _LOADED[dataset] = load_npz(dataset)  # a NumPy archive given by its path
     if dataset not in _LOADED:
         _check_known(dataset)
         loaded = _LOADERS[dataset]()
