@@ -1,4 +1,4 @@
-"""Loaders for user data sets; a NumPy archive for now (image folders, TFRecords, torchvision plug in here too)."""
+"""Loaders for user data sets: NumPy archives (image folders, TFRecords and torchvision plug in here too)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ NPZ_LABEL_KEYS = ("labels", "y")
 
 
 def load_npz(path: str | Path) -> ImageDataset:
-    """A dataset from a ``.npz`` archive holding ``images`` (N, H, W[, C]) and ``labels`` (N,); named by its stem."""
+    """A dataset from a ``.npz`` of ``images`` (N, H, W[, C]) and ``labels`` (N,), named by its file."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"dataset file {path} does not exist")
