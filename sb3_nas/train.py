@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pandas as pd
 import yaml
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -49,6 +51,8 @@ ALGOS: dict[str, type] = {
 META_RL_ALGOS = {"meta_a2c"}  # see the meta-RL inputs and keep one policy across environments
 PAPER_TIMESTEPS = {"meta_a2c": (8000, 7000, 7000), "dqn": (6500, 5500, 7000)}  # t_max, §6.1
 REDUCED_TIMESTEPS = (160, 140, 140)  # the paper's 8 : 7 : 7, small enough for ~10 minutes on two CPU cores
+
+StepHook = Callable[[Sequence[RunRecorder]], None]
 
 
 class UsageError(ValueError):
@@ -134,8 +138,25 @@ def make_env(config: RunConfig, dataset: str, memo: Any, t_max: int, n_steps: in
     return env
 
 
-def run(config: RunConfig, progress: bool = True) -> Path:
-    """Run the protocol and write its results; returns the output folder."""
+class _AfterStep(BaseCallback):
+    """Calls a :data:`StepHook` with the recorders after each step (each recorder records first)."""
+
+    def __init__(self, hook: StepHook, recorders: Sequence[RunRecorder]) -> None:
+        super().__init__()
+        self.hook, self.recorders = hook, recorders
+
+    def _on_step(self) -> bool:
+        self.hook(self.recorders)
+        return True
+
+
+def run(config: RunConfig, progress: bool = True, on_step: StepHook | None = None) -> Path:
+    """Run the protocol and write its results; returns the output folder.
+
+    :param on_step: called after every environment step with the recorders so far, the current environment's
+        last (a hyper-parameter study reports intermediate values from it); an exception it raises ends the
+        run, whose steps and episodes so far are still written
+    """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     memo = open_memo(config.memo or None)
@@ -151,12 +172,15 @@ def run(config: RunConfig, progress: bool = True) -> Path:
         for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
             recorder = RunRecorder(dataset, bar, max_steps=t_max)
             recorders.append(recorder)
+            callback: BaseCallback = recorder
+            if on_step is not None:
+                callback = CallbackList([recorder, _AfterStep(on_step, recorders)])
             env = make_env(config, dataset, memo, t_max)
             hyperparams = dict(config.hyperparams[dataset])
             if config.algo == "random":
                 search = RandomSearch(env, seed=config.seed)
                 search.logger = logger
-                search.learn(t_max, callback=recorder)
+                search.learn(t_max, callback=callback)
                 continue
             venv = DummyVecEnv([lambda env=env: Monitor(env)])
             policy = hyperparams.pop("policy")
@@ -167,7 +191,7 @@ def run(config: RunConfig, progress: bool = True) -> Path:
             else:
                 model.set_env(venv)  # §4.2.4: a new environment is a new trial; weights and optimizer carry
                 reset = False
-            model.learn(t_max, callback=recorder, reset_num_timesteps=reset, log_interval=1)
+            model.learn(t_max, callback=callback, reset_num_timesteps=reset, log_interval=1)
             if config.algo not in META_RL_ALGOS:
                 model.save(out / f"model_{dataset}.zip")
     finally:
