@@ -21,7 +21,7 @@ from sb3_nas.algos import MetaA2C
 from sb3_nas.callbacks import RunRecorder
 from sb3_nas.data import EVAL_TASKS, DatasetError, load_dataset
 from sb3_nas.estimation import DEFAULT_FIDELITY, MemoError, UnknownFidelityError, open_memo
-from sb3_nas.train import RunConfig, UsageError, make_env, summary, write_results
+from sb3_nas.train import RunConfig, UsageError, make_env, print_results, write_results
 
 
 class ModelError(ValueError):
@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ModelError, DatasetError, UnknownFidelityError, MemoError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"frozen policy {args.model} on {', '.join(envs)}:")
-    print(summary(out))
-    print(f"results: {out.resolve()}")
+    print_results(f"frozen policy {args.model} on {', '.join(envs)}:", out)
     return 0
 
 

@@ -222,8 +222,16 @@ def summary(out: Path) -> str:
     return "\n".join(lines)
 
 
+def print_results(title: str, out: Path) -> None:
+    """The closing lines of a command: the best accuracy per environment and where the results are."""
+    print(title)
+    print(summary(out))
+    print(f"results: {out.resolve()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    config = None
     try:
         config = resolve(args)
         out = run(config, progress=not args.no_progress)
@@ -231,11 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; what was recorded is in {config.out}", file=sys.stderr)
+        where = f"; what was recorded is in {config.out}" if config is not None else ""
+        print(f"interrupted{where}", file=sys.stderr)
         return 130
-    print(f"{config.algo} on {', '.join(config.envs)} ({config.fidelity} fidelity):")
-    print(summary(out))
-    print(f"results: {out.resolve()}")
+    print_results(f"{config.algo} on {', '.join(config.envs)} ({config.fidelity} fidelity):", out)
     return 0
 
 
