@@ -1,0 +1,108 @@
+"""``python -m sb3_nas.retrain``: Experiment 2's intensive retraining of the best networks (§6.1, Table 6).
+
+The best networks of each environment (by reward) get 2^(4+i) filters in their i-th convolution and a
+4096-unit dense layer, and are trained with an exponentially decaying learning rate next to VGG-19 cut to two
+blocks, on the same data and split, several times with seeds --seed, --seed+1, …. Writes runs.csv (one row
+per training), table6.csv and table6.md (mean ± 2 std in %) into --out (default RUN/retrain).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from sb3_nas.analysis import Run, RunFolderError, load_run
+from sb3_nas.analysis.retraining import (
+    RETRAIN_DIR,
+    RETRAIN_EPOCHS,
+    RETRAIN_RUNS,
+    RETRAIN_TOP,
+    candidates,
+    markdown_table,
+    retrain,
+    summarize,
+)
+from sb3_nas.analysis.run import positive_int
+from sb3_nas.data import DatasetError
+from sb3_nas.estimation import UnknownFidelityError, get_fidelity
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sb3_nas.retrain", description=__doc__)
+    parser.add_argument(
+        "--run", required=True, help="a run folder written by sb3_nas.train or sb3_nas.evaluate"
+    )
+    parser.add_argument("--envs", default=None, help="only these of the run's environments, comma-separated")
+    parser.add_argument(
+        "--top", type=positive_int, default=RETRAIN_TOP, help="networks per environment (default 2)"
+    )
+    parser.add_argument(
+        "--runs", type=positive_int, default=RETRAIN_RUNS, help="trainings per network (default 5)"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=RETRAIN_EPOCHS, help="epochs per training (default 100)"
+    )
+    parser.add_argument(
+        "--fidelity", default=None, help="image size, split and optimiser (default: the run's)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first training; run k uses seed+k-1")
+    parser.add_argument("--out", default=None, help=f"output folder (default RUN/{RETRAIN_DIR})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def _envs(run: Run, text: str | None) -> list[str]:
+    if text is None:
+        return run.envs
+    envs = [env.strip() for env in text.split(",") if env.strip()]
+    unknown = [env for env in envs if env not in run.envs]
+    if unknown or not envs:
+        raise RunFolderError(
+            f"run folder {run.path} has no environment {', '.join(unknown) or repr(text)} "
+            f"(it has {', '.join(run.envs)})"
+        )
+    return envs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run = load_run(args.run)
+        fidelity_name = args.fidelity or run.fidelity
+        if fidelity_name is None:
+            raise RunFolderError(f"run folder {run.path}: config.yml names no fidelity; pass --fidelity")
+        fidelity = get_fidelity(fidelity_name)
+        envs = _envs(run, args.envs)
+        total = len(candidates(run, args.top, envs)) * args.runs
+        with tqdm(total=total, desc="retrain", unit="training", disable=args.no_progress) as bar:
+            results = retrain(
+                run,
+                fidelity,
+                args.top,
+                args.runs,
+                args.epochs,
+                args.seed,
+                envs,
+                on_result=lambda row: bar.update(1),
+            )
+    except (RunFolderError, DatasetError, UnknownFidelityError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else run.path / RETRAIN_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results)
+    table = markdown_table(summary)
+    results.to_csv(out / "runs.csv", index=False)
+    summary.to_csv(out / "table6.csv", index=False)
+    (out / "table6.md").write_text(table)
+    print(f"{run.label}, {args.runs} × {args.epochs} epochs at the {fidelity.name} fidelity:")
+    print(table)
+    print(f"results: {out.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
