@@ -1,0 +1,37 @@
+"""Hyper-parameter studies with Optuna (SPEC §12): sweep files, the trial objective, the study's storage."""
+
+from sb3_nas.sweeps.objective import TrialObjective, TrialReporter, env_scores, make_config, objective_value
+from sb3_nas.sweeps.spec import DEFAULT_SWEEP, SWEEPS, Objective, Param, Sweep, SweepError, load_sweep
+from sb3_nas.sweeps.study import (
+    DEFAULT_STORAGE,
+    FINISHED,
+    create_or_resume,
+    is_server_url,
+    open_storage,
+    paper_trial,
+    run_worker,
+    shown_url,
+)
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "DEFAULT_SWEEP",
+    "FINISHED",
+    "SWEEPS",
+    "Objective",
+    "Param",
+    "Sweep",
+    "SweepError",
+    "TrialObjective",
+    "TrialReporter",
+    "create_or_resume",
+    "env_scores",
+    "is_server_url",
+    "load_sweep",
+    "make_config",
+    "objective_value",
+    "open_storage",
+    "paper_trial",
+    "run_worker",
+    "shown_url",
+]
