@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 from sb3_nas.algos import MetaA2C
 from sb3_nas.callbacks import RunRecorder
 from sb3_nas.data import EVAL_TASKS, DatasetError, load_dataset
+from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
 from sb3_nas.estimation import DEFAULT_FIDELITY, MemoError, UnknownFidelityError, open_memo
+from sb3_nas.space import N_CHAIN_ACTIONS
 from sb3_nas.train import RunConfig, UsageError, make_env, print_results, write_results
 
 
@@ -78,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in envs:
             load_dataset(dataset)
         memo = open_memo(args.memo)
-        multi_branch = model.action_space.n > 8
+        multi_branch = model.action_space.n > N_CHAIN_ACTIONS
         config = RunConfig(
             algo="meta_a2c", envs=envs, timesteps=[args.timesteps] * len(envs), fidelity=args.fidelity,
             seed=args.seed, out=str(out), memo=memo.url, sigma=0.0, conf=None,
-            env_id="sb3_nas/NasMultiBranch-v0" if multi_branch else "sb3_nas/NasChain-v0",
+            env_id=MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID,
         )  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yml").write_text(

@@ -127,7 +127,7 @@ def resolve(args: argparse.Namespace) -> RunConfig:
     )  # fmt: skip
 
 
-def make_env(config: RunConfig, dataset: str, memo: Any, t_max: int, n_steps: int | None = None) -> gym.Env:
+def make_env(config: RunConfig, dataset: str, memo: Any, t_max: int) -> gym.Env:
     """The NAS environment of one dataset, in the meta-RL wrapper for meta-RL algorithms."""
     estimator = PerformanceEstimator(dataset, config.fidelity, memo)
     env: gym.Env = NasEnv(

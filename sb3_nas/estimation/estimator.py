@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sb3_nas.data import ImageDataset, load_dataset
+from sb3_nas.data import DEFAULT_DATASET, ImageDataset, load_dataset
 from sb3_nas.estimation.fidelity import Fidelity, get_fidelity
 from sb3_nas.estimation.memo import MemoEntry, RewardMemo, default_memo_url
 from sb3_nas.estimation.trainer import evaluate_nsc
@@ -49,8 +49,6 @@ class PerformanceEstimator:
         fidelity: Fidelity | str | None = None,
         memo: RewardMemo | str | None = None,
     ) -> None:
-        from sb3_nas.data import DEFAULT_DATASET
-
         self.dataset = load_dataset(DEFAULT_DATASET if dataset is None else dataset)
         self.fidelity = get_fidelity(fidelity)
         self.memo = open_memo(memo)
