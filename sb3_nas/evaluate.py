@@ -21,7 +21,15 @@ from sb3_nas.algos import MetaA2C
 from sb3_nas.callbacks import RunRecorder
 from sb3_nas.data import EVAL_TASKS, DatasetError, load_dataset
 from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
-from sb3_nas.estimation import DEFAULT_FIDELITY, MemoError, UnknownFidelityError, open_memo
+from sb3_nas.estimation import (
+    AUTO,
+    DEFAULT_FIDELITY,
+    DeviceError,
+    MemoError,
+    UnknownFidelityError,
+    open_memo,
+    resolve_device,
+)
 from sb3_nas.space import N_CHAIN_ACTIONS
 from sb3_nas.train import RunConfig, UsageError, make_env, print_results, write_results
 
@@ -69,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", default=DEFAULT_FIDELITY)
     parser.add_argument("--memo", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=AUTO, help="where networks train: auto, cpu, cuda:N")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     envs = [e.strip() for e in args.envs.split(",") if e.strip()]
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.timesteps < 1:
             raise UsageError(f"--timesteps must be positive, got {args.timesteps}")
+        resolve_device(args.device)
         model = load_model(args.model)
         for dataset in envs:
             load_dataset(dataset)
@@ -83,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         multi_branch = model.action_space.n > N_CHAIN_ACTIONS
         config = RunConfig(
             algo="meta_a2c", envs=envs, timesteps=[args.timesteps] * len(envs), fidelity=args.fidelity,
-            seed=args.seed, out=str(out), memo=memo.url, sigma=0.0, conf=None,
+            seed=args.seed, out=str(out), memo=memo.url, sigma=0.0, conf=None, device=args.device,
             env_id=MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID,
         )  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                     evaluate(model, env, args.timesteps, recorders[-1], args.seed)
             finally:
                 write_results(out, recorders)
-    except (UsageError, ModelError, DatasetError, UnknownFidelityError, MemoError) as error:
+    except (UsageError, ModelError, DatasetError, UnknownFidelityError, DeviceError, MemoError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_results(f"frozen policy {args.model} on {', '.join(envs)}:", out)

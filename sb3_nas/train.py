@@ -32,11 +32,15 @@ from sb3_nas.config import ConfigError, load_hyperparams, resolve_fractions
 from sb3_nas.data import TRAIN_TASKS, DatasetError, load_dataset
 from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID, NasEnv
 from sb3_nas.estimation import (
+    AUTO,
     DEFAULT_FIDELITY,
+    DeviceError,
     MemoError,
     PerformanceEstimator,
     UnknownFidelityError,
+    get_fidelity,
     open_memo,
+    resolve_device,
 )
 from sb3_nas.wrappers import MetaRLWrapper
 
@@ -73,6 +77,7 @@ class RunConfig:
     env_id: str
     sigma: float
     conf: str | None
+    device: str = AUTO
     hyperparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -89,11 +94,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(map(str, REDUCED_TIMESTEPS)),
         help="t_max per environment, comma-separated",
     )
-    parser.add_argument("--fidelity", default=DEFAULT_FIDELITY, help="cpu (default), paper or tiny")
+    parser.add_argument(
+        "--fidelity",
+        default=DEFAULT_FIDELITY,
+        help="cpu (default), paper or tiny, optionally with overrides: cpu,batch_size=64",
+    )
     parser.add_argument(
         "--conf", default=None, help="a zoo-format YAML file replacing zoo_configs/<algo>.yml"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", default=AUTO, help="where networks train: auto (a GPU when there is one), cpu, cuda:N"
+    )
     parser.add_argument("--out", default=None, help="output folder (default results/runs/<algo>-<time>)")
     parser.add_argument("--memo", default=None, help="reward memo URL or path (default results/memo.sqlite)")
     parser.add_argument("--multi-branch", action="store_true", help="the multi-branch space (Experiment 3)")
@@ -117,19 +129,21 @@ def resolve(args: argparse.Namespace) -> RunConfig:
         raise UsageError(
             f"--timesteps needs one positive count per environment ({len(envs)}), got {args.timesteps}"
         )
+    get_fidelity(args.fidelity)  # an unknown name or a bad override stops here, before any work
+    resolve_device(args.device)
     env_id = MULTI_BRANCH_ENV_ID if args.multi_branch else CHAIN_ENV_ID
     hyperparams = load_hyperparams(args.algo, env_id, ALGOS[args.algo], args.conf)
     out = args.out or str(Path("results") / "runs" / f"{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     return RunConfig(
         algo=args.algo, envs=envs, timesteps=timesteps, fidelity=args.fidelity, seed=args.seed, out=out,
-        memo=args.memo or "", env_id=env_id, sigma=args.sigma, conf=args.conf,
+        memo=args.memo or "", env_id=env_id, sigma=args.sigma, conf=args.conf, device=args.device,
         hyperparams={env: resolve_fractions(hyperparams, t) for env, t in zip(envs, timesteps, strict=True)},
     )  # fmt: skip
 
 
 def make_env(config: RunConfig, dataset: str, memo: Any, t_max: int) -> gym.Env:
     """The NAS environment of one dataset, in the meta-RL wrapper for meta-RL algorithms."""
-    estimator = PerformanceEstimator(dataset, config.fidelity, memo)
+    estimator = PerformanceEstimator(dataset, config.fidelity, memo, config.device)
     env: gym.Env = NasEnv(
         estimator=estimator, multi_branch=config.env_id == MULTI_BRANCH_ENV_ID, sigma=config.sigma
     )
@@ -235,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve(args)
         out = run(config, progress=not args.no_progress)
-    except (UsageError, ConfigError, DatasetError, UnknownFidelityError, MemoError) as error:
+    except (UsageError, ConfigError, DatasetError, UnknownFidelityError, DeviceError, MemoError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

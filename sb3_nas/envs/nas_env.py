@@ -44,7 +44,8 @@ class NasEnv(gym.Env):
     :param multi_branch: the 14-action multi-branch space with pointers p1, p2 instead of the 8-action chain
     :param max_depth: d, the maximum number of NSC rows
     :param max_steps: τ, the maximum number of actions in an episode (``None``: 10 chain, 20 multi-branch)
-    :param estimator: a ready ``PerformanceEstimator`` (overrides dataset, fidelity and memo)
+    :param estimator: a ready ``PerformanceEstimator`` (overrides dataset, fidelity, memo and device)
+    :param device: where networks train (``None``/``"auto"``: the GPU when there is one, else the CPU)
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -61,6 +62,7 @@ class NasEnv(gym.Env):
         max_steps: int | None = None,
         estimator: PerformanceEstimator | None = None,
         render_mode: str | None = None,
+        device: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}; known: ansi")
@@ -68,7 +70,7 @@ class NasEnv(gym.Env):
             raise ValueError(f"sigma must lie in [0, 1], got {sigma}")
         if max_depth < 1:
             raise ValueError(f"max_depth must be at least 1, got {max_depth}")
-        self.estimator = estimator or PerformanceEstimator(dataset, fidelity, memo)
+        self.estimator = estimator or PerformanceEstimator(dataset, fidelity, memo, device)
         self.sigma = float(sigma)
         self.multi_branch = bool(multi_branch)
         self.max_depth = int(max_depth)

@@ -1,5 +1,6 @@
 """Performance estimation (§4.1.2, §5): fidelities, the early-stop trainer and the reward memo."""
 
+from sb3_nas.estimation.device import AUTO, DeviceError, SpeedSettings, configure_threads, resolve_device
 from sb3_nas.estimation.estimator import Estimate, PerformanceEstimator, memo_key, open_memo
 from sb3_nas.estimation.fidelity import (
     DEFAULT_FIDELITY,
@@ -13,8 +14,10 @@ from sb3_nas.estimation.memo import DEFAULT_MEMO_URL, MemoEntry, MemoError, Rewa
 from sb3_nas.estimation.trainer import Evaluation, PreparedData, evaluate_nsc, evaluate_plan, prepare_data
 
 __all__ = [
+    "AUTO",
     "DEFAULT_FIDELITY",
     "DEFAULT_MEMO_URL",
+    "DeviceError",
     "FIDELITIES",
     "Estimate",
     "Evaluation",
@@ -24,7 +27,9 @@ __all__ = [
     "PerformanceEstimator",
     "PreparedData",
     "RewardMemo",
+    "SpeedSettings",
     "UnknownFidelityError",
+    "configure_threads",
     "default_memo_url",
     "evaluate_nsc",
     "evaluate_plan",
@@ -33,4 +38,5 @@ __all__ = [
     "open_memo",
     "prepare_data",
     "register_fidelity",
+    "resolve_device",
 ]

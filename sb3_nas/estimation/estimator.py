@@ -7,7 +7,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from sb3_nas.data import DEFAULT_DATASET, ImageDataset, load_dataset
+from sb3_nas.estimation.device import AUTO, resolve_device
 from sb3_nas.estimation.fidelity import Fidelity, get_fidelity
 from sb3_nas.estimation.memo import MemoEntry, RewardMemo, default_memo_url
 from sb3_nas.estimation.trainer import evaluate_nsc
@@ -41,6 +44,7 @@ class PerformanceEstimator:
     :param dataset: a registered dataset name or an ``ImageDataset`` (``None``: the default task)
     :param fidelity: a fidelity name or ``Fidelity`` (``None``: the CPU default)
     :param memo: a ``RewardMemo``, a memo URL or path, or ``None`` for ``results/memo.sqlite``
+    :param device: where networks train: ``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda:1"``…
     """
 
     def __init__(
@@ -48,10 +52,12 @@ class PerformanceEstimator:
         dataset: ImageDataset | str | None = None,
         fidelity: Fidelity | str | None = None,
         memo: RewardMemo | str | None = None,
+        device: str | torch.device | None = AUTO,
     ) -> None:
         self.dataset = load_dataset(DEFAULT_DATASET if dataset is None else dataset)
         self.fidelity = get_fidelity(fidelity)
         self.memo = open_memo(memo)
+        self.device = resolve_device(device)
         self.n_trained = 0
 
     def estimate(self, nsc: Sequence[Sequence[int]]) -> Estimate:
@@ -62,7 +68,7 @@ class PerformanceEstimator:
         stored = self.memo.get(key)
         if stored is not None:
             return Estimate(stored, True)
-        evaluation = evaluate_nsc(rows, self.dataset, self.fidelity)
+        evaluation = evaluate_nsc(rows, self.dataset, self.fidelity, self.device)
         self.n_trained += evaluation.n_params > 0  # a network was built and trained
         entry = MemoEntry(
             key=key,

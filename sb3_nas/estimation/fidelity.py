@@ -85,13 +85,50 @@ DEFAULT_FIDELITY = "cpu"
 
 
 def get_fidelity(fidelity: str | Fidelity | None = None) -> Fidelity:
-    """Look up a registered fidelity by name (``None``: the default); a ``Fidelity`` passes through."""
+    """A registered fidelity by name (``None``: the default), with optional overrides; a ``Fidelity`` passes.
+
+    ``"cpu,batch_size=64"`` is the ``cpu`` fidelity with batch 64 (Experiment 3, §6.2): settings after the
+    name, comma-separated, replace the registered values. The whole text becomes the fidelity's name, so the
+    memo keeps its rewards apart (the digest changes with every setting anyway).
+    """
     if isinstance(fidelity, Fidelity):
         return fidelity
-    name = DEFAULT_FIDELITY if fidelity is None else fidelity
+    text = DEFAULT_FIDELITY if fidelity is None else fidelity
+    name, *overrides = [part.strip() for part in text.split(",")]
     if name not in FIDELITIES:
         raise UnknownFidelityError(f"unknown fidelity {name!r}; known: {', '.join(sorted(FIDELITIES))}")
-    return FIDELITIES[name]
+    base = FIDELITIES[name]
+    if not overrides:
+        return base
+    return base.replace(name=",".join([name, *overrides]), **_parse_overrides(base, overrides, text))
+
+
+_SETTING_TYPES = {"int": int, "float": float, "bool": bool, "int | None": int}
+
+
+def _parse_overrides(base: Fidelity, overrides: list[str], text: str) -> dict[str, object]:
+    fields = {f.name: f for f in dataclasses.fields(base) if f.name not in ("name", "version", "description")}
+    changes: dict[str, object] = {}
+    for override in overrides:
+        key, sep, raw = (part.strip() for part in override.partition("="))
+        if not sep or key not in fields:
+            raise UnknownFidelityError(
+                f"bad fidelity override {override!r} in {text!r}: expected setting=value with a setting "
+                f"among {', '.join(fields)}"
+            )
+        kind = _SETTING_TYPES.get(str(fields[key].type))
+        try:
+            if raw.lower() == "none" and "None" in str(fields[key].type):
+                changes[key] = None
+            elif kind is bool:
+                changes[key] = {"true": True, "false": False}[raw.lower()]
+            else:
+                changes[key] = kind(raw) if kind is not None else raw
+        except (KeyError, ValueError):
+            raise UnknownFidelityError(
+                f"bad fidelity override {override!r} in {text!r}: {raw!r} is not a {fields[key].type}"
+            ) from None
+    return changes
 
 
 def register_fidelity(fidelity: Fidelity) -> None:

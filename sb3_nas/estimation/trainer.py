@@ -12,8 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_nas.data import ImageDataset
+from sb3_nas.estimation.device import SpeedSettings, resolve_device
 from sb3_nas.estimation.fidelity import Fidelity
 from sb3_nas.space import InvalidArchitecture, NetworkPlan, NSCNetwork, plan_network
+
+EVAL_BATCH = 1024  # test images per forward pass (no gradients, so memory allows large batches)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class PreparedData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     n_classes: int
+
+    def to(self, device: torch.device) -> PreparedData:
+        """The same tensors on ``device`` (still uint8: converted to float per batch)."""
+        moved = [t.to(device) for t in (self.train_x, self.train_y, self.test_x, self.test_y)]
+        return PreparedData(*moved, self.n_classes)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -64,14 +72,21 @@ def _cap_stratified(train_idx: np.ndarray, labels: np.ndarray, cap: int | None, 
     return np.sort(kept)
 
 
-_PREPARED: dict[tuple[str, str], PreparedData] = {}
+_PREPARED: dict[tuple[str, str, str], PreparedData] = {}
 
 
-def prepare_data(dataset: ImageDataset, fidelity: Fidelity) -> PreparedData:
-    """Split (stratified, deterministic, 1/3 test) and resize, once per dataset and fidelity."""
-    key = (dataset.fingerprint, fidelity.digest)
+def prepare_data(
+    dataset: ImageDataset, fidelity: Fidelity, device: str | torch.device | None = None
+) -> PreparedData:
+    """Split (stratified, deterministic, 1/3 test) and resize once per dataset and fidelity, then keep the
+    uint8 tensors on ``device`` (``None``/``"auto"``: the GPU when there is one)."""
+    device = resolve_device(device)
+    key = (dataset.fingerprint, fidelity.digest, str(device))
     if key not in _PREPARED:
-        _PREPARED[key] = _prepare(dataset, fidelity)
+        host_key = (dataset.fingerprint, fidelity.digest, "cpu")
+        if host_key not in _PREPARED:
+            _PREPARED[host_key] = _prepare(dataset, fidelity)
+        _PREPARED[key] = _PREPARED[host_key].to(device)
     return _PREPARED[key]
 
 
@@ -84,52 +99,84 @@ def _prepare(dataset: ImageDataset, fidelity: Fidelity) -> PreparedData:
     return PreparedData(x[train_t], y[train_t], x[test_t], y[test_t], dataset.n_classes)
 
 
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255.0)  # §4.1.2: images scaled to [0, 1]
+def _batch(images: torch.Tensor, index: torch.Tensor, settings: SpeedSettings) -> torch.Tensor:
+    """uint8 rows → float in [0, 1] (§4.1.2), converted per batch on the device."""
+    x = images.index_select(0, index).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last) if settings.channels_last else x
 
 
-def train_and_score(network: nn.Module, data: PreparedData, fidelity: Fidelity) -> float:
-    """Train ``network`` as §4.1.2 prescribes and return its accuracy on the test third."""
-    generator = torch.Generator().manual_seed(fidelity.seed)
+def train_and_score(
+    network: nn.Module, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
+) -> float:
+    """Train ``network`` as §4.1.2 prescribes and return its accuracy on the test third.
+
+    Runs where ``data`` lives. Batches are slices of a permutation drawn on the device, so the epoch loop
+    never waits for the host; divergence is checked once, after training.
+    """
+    device = data.train_x.device
+    settings = SpeedSettings.for_device(device) if settings is None else settings
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    network.to(device=device, memory_format=memory_format)
+    generator = torch.Generator(device=device).manual_seed(fidelity.seed)
     optimizer = torch.optim.Adam(
         network.parameters(),
         lr=fidelity.learning_rate,
         betas=(fidelity.beta1, fidelity.beta2),
         eps=fidelity.adam_eps,
+        fused=settings.fused_adam or None,
     )
     schedule = (
         torch.optim.lr_scheduler.StepLR(optimizer, fidelity.lr_decay_every, fidelity.lr_decay_factor)
         if fidelity.lr_schedule
         else None
     )
+    dtype = settings.autocast_dtype
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     n_train = data.train_x.shape[0]
+    finite = torch.ones((), dtype=torch.bool, device=device)
     for _ in range(fidelity.epochs):
         network.train()
-        order = torch.randperm(n_train, generator=generator)
+        order = torch.randperm(n_train, generator=generator, device=device)
         for start in range(0, n_train, fidelity.batch_size):
-            batch = order[start : start + fidelity.batch_size]
-            if len(batch) < 2 and start > 0:
+            index = order[start : start + fidelity.batch_size]
+            if len(index) < 2 and start > 0:
                 break  # BatchNorm cannot train on a single image
-            loss = F.cross_entropy(network(_to_float(data.train_x[batch])), data.train_y[batch])
+            with autocast:
+                loss = F.cross_entropy(network(_batch(data.train_x, index, settings)), data.train_y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        if not torch.isfinite(loss):
-            raise FloatingPointError("the training loss diverged (non-finite)")
+        finite &= torch.isfinite(loss.detach())
         if schedule is not None:
             schedule.step()
+    if not bool(finite):  # the one host synchronisation of the training
+        raise FloatingPointError("the training loss diverged (non-finite)")
+    return _test_accuracy(network, data, settings, autocast)
+
+
+def _test_accuracy(network: nn.Module, data: PreparedData, settings: SpeedSettings, autocast) -> float:
     network.eval()
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, data.test_x.shape[0], 1024):
-            logits = network(_to_float(data.test_x[start : start + 1024]))
-            correct += int((logits.argmax(dim=1) == data.test_y[start : start + 1024]).sum())
-    return correct / data.test_x.shape[0]
+    correct = torch.zeros((), dtype=torch.int64, device=data.test_x.device)
+    n_test = data.test_x.shape[0]
+    with torch.inference_mode(), autocast:
+        for start in range(0, n_test, EVAL_BATCH):
+            index = torch.arange(start, min(start + EVAL_BATCH, n_test), device=data.test_x.device)
+            logits = network(_batch(data.test_x, index, settings))
+            correct += (logits.argmax(dim=1) == data.test_y[index]).sum()
+    return int(correct) / n_test
 
 
-def evaluate_nsc(nsc: Sequence[Sequence[int]], dataset: ImageDataset, fidelity: Fidelity) -> Evaluation:
-    """Build, train and score the network of ``nsc``; any failure is a reward of 0 with its reason."""
-    data = prepare_data(dataset, fidelity)
+def evaluate_nsc(
+    nsc: Sequence[Sequence[int]],
+    dataset: ImageDataset,
+    fidelity: Fidelity,
+    device: str | torch.device | None = None,
+) -> Evaluation:
+    """Build, train and score the network of ``nsc``; any failure is a reward of 0 with its reason.
+
+    ``device``: where to train (``None``/``"auto"``: the GPU when there is one, else the CPU).
+    """
+    data = prepare_data(dataset, fidelity, device)
     try:
         plan = plan_network(nsc, data.input_shape, data.n_classes)
     except InvalidArchitecture as error:
@@ -149,5 +196,7 @@ def evaluate_plan(plan: NetworkPlan, data: PreparedData, fidelity: Fidelity) -> 
             accuracy = train_and_score(network, data, fidelity)
         except (FloatingPointError, RuntimeError, MemoryError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if data.train_x.is_cuda:
+                torch.cuda.empty_cache()  # an out-of-memory network must not starve the next one
             return Evaluation(0.0, False, f"training failed: {reason}", n_params, plan.flops)
     return Evaluation(accuracy, True, "", n_params, plan.flops, time.perf_counter() - start)

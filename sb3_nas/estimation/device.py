@@ -1,0 +1,74 @@
+"""Where and how the early-stop trainer runs: device choice, CPU threads and the speed settings per device.
+
+None of these change what a reward measures (network, epochs, batch size, optimizer, schedule and split come
+from the fidelity); they change how fast it is computed. The memo therefore does not key on them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+class DeviceError(ValueError):
+    """A device that does not exist on this machine."""
+
+
+AUTO = "auto"
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"``: the first CUDA GPU when there is one, else the CPU; otherwise the named device."""
+    if device is None or device == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise DeviceError(f"unknown device {device!r}: {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} asked for, but this machine has no CUDA GPU (use cpu or auto)")
+    return resolved
+
+
+def physical_cores() -> int:
+    """Cores this process may use (affinity), counting each hyper-threaded pair once when Linux says so."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    try:
+        with open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") as siblings:
+            per_core = len(siblings.read().replace("-", ",").split(","))
+    except OSError:
+        per_core = 1
+    return max(1, usable // max(1, per_core))
+
+
+def configure_threads(workers: int = 1) -> int:
+    """Give each of ``workers`` concurrent trainers an equal share of the physical cores; returns the count.
+
+    Intra-op threads beyond the physical cores only add contention for these small networks, and several
+    worker processes each using every core would oversubscribe the machine.
+    """
+    threads = max(1, physical_cores() // max(1, workers))
+    torch.set_num_threads(threads)
+    return threads
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """How the trainer runs on a device; ``for_device`` picks the measured best (benchmarks/RESULTS.md)."""
+
+    channels_last: bool = False
+    autocast_dtype: torch.dtype | None = None  # bf16 on GPUs; BatchNorm weights and statistics stay fp32
+    fused_adam: bool = False
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> SpeedSettings:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            bf16 = torch.cuda.is_bf16_supported()
+            return cls(channels_last=True, autocast_dtype=torch.bfloat16 if bf16 else None, fused_adam=True)
+        return cls(channels_last=False, autocast_dtype=None, fused_adam=True)

@@ -1,0 +1,134 @@
+"""The fast trainer (issue 6): device choice, fidelity overrides, speed settings that keep the reward, and the
+benchmark command's contract."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sb3_nas.estimation import (
+    DeviceError,
+    SpeedSettings,
+    UnknownFidelityError,
+    configure_threads,
+    evaluate_nsc,
+    get_fidelity,
+    prepare_data,
+    resolve_device,
+)
+from sb3_nas.estimation import trainer as trainer_module
+from sb3_nas.space import NSCNetwork, plan_network
+
+CHAIN3 = [(1, 1, 3, 0, 0), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_devices_resolve_or_fail_in_one_line():
+    assert resolve_device(None) == resolve_device("auto")
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(DeviceError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+
+
+def test_threads_are_shared_between_workers():
+    before = torch.get_num_threads()
+    try:
+        alone = configure_threads(1)
+        assert alone >= 1 and torch.get_num_threads() == alone
+        assert configure_threads(alone * 4) == 1  # never below one thread
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fidelity_overrides_change_the_settings_and_the_memo_digest():
+    cpu = get_fidelity("cpu")
+    batch64 = get_fidelity("cpu,batch_size=64")
+    assert batch64.batch_size == 64 and batch64.epochs == cpu.epochs
+    assert batch64.id == "cpu,batch_size=64@1" and batch64.digest != cpu.digest
+    both = get_fidelity("paper, max_train_images=None, lr_schedule=false, learning_rate=3e-4")
+    assert (both.max_train_images, both.lr_schedule, both.learning_rate) == (None, False, 3e-4)
+    with pytest.raises(UnknownFidelityError, match="'batch=3'.*expected setting=value"):
+        get_fidelity("cpu,batch=3")
+    with pytest.raises(UnknownFidelityError, match="'x' is not a int"):
+        get_fidelity("cpu,batch_size=x")
+
+
+def test_data_stays_uint8_and_is_prepared_once_per_device(small_digits, tiny_fidelity):
+    data = prepare_data(small_digits, tiny_fidelity, "cpu")
+    assert data.train_x.dtype == torch.uint8 and data.train_x.device.type == "cpu"
+    assert prepare_data(small_digits, tiny_fidelity, "cpu") is data
+
+
+def test_channels_last_batches_give_the_same_network_output(small_digits, tiny_fidelity):
+    data = prepare_data(small_digits, tiny_fidelity, "cpu")
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    torch.manual_seed(0)
+    network = NSCNetwork(plan).eval()
+    index = torch.arange(16)
+    plain = trainer_module._batch(data.train_x, index, SpeedSettings())
+    fast = trainer_module._batch(data.train_x, index, SpeedSettings(channels_last=True))
+    assert fast.is_contiguous(memory_format=torch.channels_last) and torch.equal(plain, fast)
+    assert plain.min() >= 0 and plain.max() <= 1 and plain.dtype == torch.float32
+    with torch.no_grad():
+        expected = network(plain)
+        network.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(network(fast), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [SpeedSettings(fused_adam=False), SpeedSettings(channels_last=True, fused_adam=True)],
+    ids=["foreach-adam", "channels-last-fused-adam"],
+)
+def test_speed_settings_keep_the_reward(small_digits, tiny_fidelity, settings):
+    fidelity = tiny_fidelity.replace(epochs=2)
+    data = prepare_data(small_digits, fidelity, "cpu")
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+
+    def accuracy(chosen):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return trainer_module.train_and_score(NSCNetwork(plan), data, fidelity, chosen)
+
+    reference = accuracy(SpeedSettings.for_device(torch.device("cpu")))
+    assert reference > 0.3
+    assert accuracy(settings) == pytest.approx(reference, abs=0.02)
+
+
+def test_bf16_autocast_trains_to_a_similar_accuracy(small_digits, tiny_fidelity):
+    fidelity = tiny_fidelity.replace(epochs=2)
+    data = prepare_data(small_digits, fidelity, "cpu")
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    results = []
+    for dtype in (None, torch.bfloat16):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            settings = SpeedSettings(autocast_dtype=dtype)
+            results.append(trainer_module.train_and_score(NSCNetwork(plan), data, fidelity, settings))
+    assert results[1] == pytest.approx(results[0], abs=0.1)
+
+
+def test_real_divergence_is_detected_after_training(small_digits, tiny_fidelity):
+    diverging = tiny_fidelity.replace(learning_rate=1e30, lr_schedule=False, epochs=2)
+    result = evaluate_nsc(CHAIN3, small_digits, diverging, "cpu")
+    assert not result.valid and result.accuracy == 0.0 and "diverged" in result.reason
+
+
+def test_quick_benchmark_ends_with_the_summary_line(tmp_path):
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--fidelity", "tiny",
+        "--repeats", "1", "--memo-steps", "100", "--run", str(tmp_path / "none"),
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    pairs = dict(pair.split("=") for pair in lines[-1].split())
+    assert list(pairs)[:2] == ["cpu_speedup", "memo_steps_per_s"]
+    assert float(pairs["cpu_speedup"]) > 0 and float(pairs["memo_steps_per_s"]) > 100
+    assert any(line.startswith("(a)") for line in lines) and any("GFLOP/s" in line for line in lines)
