@@ -25,10 +25,11 @@ EPISODE_COLUMNS = [
 
 
 class RunRecorder(BaseCallback):
-    """Collects ``steps.csv`` and ``episodes.csv`` rows from the infos of a NAS environment (one worker).
+    """Collects ``steps.csv`` and ``episodes.csv`` rows from the infos of a NAS environment.
 
     Works with and without the meta-RL wrapper: an inner episode ends on the step whose info names the
-    rule that ended it (``ended_by``).
+    rule that ended it (``ended_by``). With several workers (a vectorized environment) each worker's episode
+    is tracked apart; episodes are numbered in the order they start, and steps in the order they are recorded.
 
     :param env_name: the dataset / environment name written in every row
     :param progress: a shared tqdm bar (or ``None``) updated every step with the best accuracy so far
@@ -47,15 +48,22 @@ class RunRecorder(BaseCallback):
         self.episodes: list[dict[str, Any]] = []
         self.best_accuracy = 0.0
         self.best_nsc: list = []
-        self._episode: dict[str, Any] = self._new_episode(0)
+        self._open: dict[int, dict[str, Any]] = {}  # the running episode of each worker
+        self._n_started = 0
 
     def _new_episode(self, index: int) -> dict[str, Any]:
         return {"env": self.env_name, "episode": index, "best_reward": -np.inf, "accumulated_reward": 0.0,
                 "length": 0, "multi_branch": False, "best_nsc": "[]"}  # fmt: skip
 
-    def record(self, action: int, reward: float, info: dict[str, Any]) -> None:
-        """Add one environment step (also usable without an SB3 model, e.g. by random search)."""
-        episode = self._episode
+    def _episode_of(self, worker: int) -> dict[str, Any]:
+        if worker not in self._open:
+            self._open[worker] = self._new_episode(self._n_started)
+            self._n_started += 1
+        return self._open[worker]
+
+    def record(self, action: int, reward: float, info: dict[str, Any], worker: int = 0) -> None:
+        """Add one environment step of ``worker`` (also usable without an SB3 model, e.g. by evaluate)."""
+        episode = self._episode_of(worker)
         nsc = json.dumps([list(row) for row in info.get("nsc", [])])
         self.steps.append({
             "env": self.env_name, "step": len(self.steps) + 1, "trial": info.get("trial", 1),
@@ -73,14 +81,16 @@ class RunRecorder(BaseCallback):
             self.best_accuracy, self.best_nsc = float(info["accuracy"]), info.get("nsc", [])
         if info.get("ended_by"):
             self.episodes.append(episode)
-            self._episode = self._new_episode(episode["episode"] + 1)
+            del self._open[worker]
         if self.progress is not None:
             self.progress.update(1)
             self.progress.set_postfix_str(f"{self.env_name} best={self.best_accuracy:.3f}", refresh=False)
 
     def _on_step(self) -> bool:
-        for action, reward, info in zip(
-            self.locals["actions"], self.locals["rewards"], self.locals["infos"], strict=True
+        for worker, (action, reward, info) in enumerate(
+            zip(self.locals["actions"], self.locals["rewards"], self.locals["infos"], strict=True)
         ):
-            self.record(int(np.asarray(action).reshape(-1)[0]), float(reward), info)
+            if self.max_steps is not None and len(self.steps) >= self.max_steps:
+                break  # the budget ends inside a vectorized step: the other workers' steps are not counted
+            self.record(int(np.asarray(action).reshape(-1)[0]), float(reward), info, worker)
         return self.max_steps is None or len(self.steps) < self.max_steps

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from sb3_nas.algos import MetaA2C, RandomSearch
@@ -37,7 +38,9 @@ from sb3_nas.estimation import (
     DeviceError,
     MemoError,
     PerformanceEstimator,
+    RewardMemo,
     UnknownFidelityError,
+    configure_threads,
     get_fidelity,
     open_memo,
     resolve_device,
@@ -78,6 +81,7 @@ class RunConfig:
     sigma: float
     conf: str | None
     device: str = AUTO
+    n_envs: int = 1
     hyperparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -106,6 +110,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--device", default=AUTO, help="where networks train: auto (a GPU when there is one), cpu, cuda:N"
     )
+    parser.add_argument(
+        "--n-envs",
+        type=int,
+        default=1,
+        help="workers stepping at once, each in its own process, so that many networks train concurrently "
+        "(not meta_a2c: one worker, §4.2.5)",
+    )
     parser.add_argument("--out", default=None, help="output folder (default results/runs/<algo>-<time>)")
     parser.add_argument("--memo", default=None, help="reward memo URL or path (default results/memo.sqlite)")
     parser.add_argument("--multi-branch", action="store_true", help="the multi-branch space (Experiment 3)")
@@ -131,12 +142,17 @@ def resolve(args: argparse.Namespace) -> RunConfig:
         )
     get_fidelity(args.fidelity)  # an unknown name or a bad override stops here, before any work
     resolve_device(args.device)
+    if args.n_envs < 1:
+        raise UsageError(f"--n-envs must be at least 1, got {args.n_envs}")
+    if args.n_envs > 1 and args.algo in META_RL_ALGOS:
+        raise UsageError(f"{args.algo} is a one-worker algorithm (§4.2.5): --n-envs must be 1")
     env_id = MULTI_BRANCH_ENV_ID if args.multi_branch else CHAIN_ENV_ID
     hyperparams = load_hyperparams(args.algo, env_id, ALGOS[args.algo], args.conf)
     out = args.out or str(Path("results") / "runs" / f"{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     return RunConfig(
         algo=args.algo, envs=envs, timesteps=timesteps, fidelity=args.fidelity, seed=args.seed, out=out,
         memo=args.memo or "", env_id=env_id, sigma=args.sigma, conf=args.conf, device=args.device,
+        n_envs=args.n_envs,
         hyperparams={env: resolve_fractions(hyperparams, t) for env, t in zip(envs, timesteps, strict=True)},
     )  # fmt: skip
 
@@ -150,6 +166,21 @@ def make_env(config: RunConfig, dataset: str, memo: Any, t_max: int) -> gym.Env:
     if config.algo in META_RL_ALGOS:
         env = MetaRLWrapper(env, trial_steps=t_max)
     return env
+
+
+def _worker_env(config: RunConfig, dataset: str, memo_url: str, t_max: int) -> gym.Env:
+    """One worker of a ``SubprocVecEnv``: its own memo connection and its share of the CPU threads."""
+    configure_threads(config.n_envs)
+    return Monitor(make_env(config, dataset, memo_url, t_max))
+
+
+def make_vec_env(config: RunConfig, dataset: str, memo: RewardMemo, t_max: int) -> VecEnv:
+    """``config.n_envs`` workers: in this process for one, else one process each (SB3's ``SubprocVecEnv``)."""
+    if config.n_envs == 1:
+        env = Monitor(make_env(config, dataset, memo, t_max))
+        return DummyVecEnv([lambda: env])
+    worker = partial(_worker_env, config, dataset, memo.url, t_max)
+    return SubprocVecEnv([worker] * config.n_envs, start_method="spawn")
 
 
 class _AfterStep(BaseCallback):
@@ -181,7 +212,7 @@ def run(config: RunConfig, progress: bool = True, on_step: StepHook | None = Non
     bar = tqdm(total=sum(config.timesteps), disable=not progress, desc=config.algo, unit="step")
     logger = configure(str(out), ["csv"] + (["stdout"] if not progress else []))
     recorders: list[RunRecorder] = []
-    model = None
+    model = venv = None
     try:
         for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
             recorder = RunRecorder(dataset, bar, max_steps=t_max)
@@ -189,14 +220,14 @@ def run(config: RunConfig, progress: bool = True, on_step: StepHook | None = Non
             callback: BaseCallback = recorder
             if on_step is not None:
                 callback = CallbackList([recorder, _AfterStep(on_step, recorders)])
-            env = make_env(config, dataset, memo, t_max)
+            venv = make_vec_env(config, dataset, memo, t_max)
             hyperparams = dict(config.hyperparams[dataset])
             if config.algo == "random":
-                search = RandomSearch(env, seed=config.seed)
+                search = RandomSearch(venv, seed=config.seed)
                 search.logger = logger
                 search.learn(t_max, callback=callback)
+                venv.close()
                 continue
-            venv = DummyVecEnv([lambda env=env: Monitor(env)])
             policy = hyperparams.pop("policy")
             if model is None or config.algo not in META_RL_ALGOS:
                 model = ALGOS[config.algo](policy, venv, seed=config.seed, **hyperparams)
@@ -206,10 +237,13 @@ def run(config: RunConfig, progress: bool = True, on_step: StepHook | None = Non
                 model.set_env(venv)  # §4.2.4: a new environment is a new trial; weights and optimizer carry
                 reset = False
             model.learn(t_max, callback=callback, reset_num_timesteps=reset, log_interval=1)
+            venv.close()
             if config.algo not in META_RL_ALGOS:
                 model.save(out / f"model_{dataset}.zip")
     finally:
         bar.close()
+        if venv is not None:
+            venv.close()  # worker processes end with the run, even an interrupted one
         write_results(out, recorders)
         if model is not None and config.algo in META_RL_ALGOS:
             model.save(out / "model.zip")
@@ -219,7 +253,7 @@ def run(config: RunConfig, progress: bool = True, on_step: StepHook | None = Non
 def write_results(out: Path, recorders: list[RunRecorder]) -> None:
     """``steps.csv`` and ``episodes.csv`` from the recorders (called even when a run is interrupted)."""
     steps = [row for r in recorders for row in r.steps]
-    episodes = [row for r in recorders for row in r.episodes]
+    episodes = [row for r in recorders for row in sorted(r.episodes, key=lambda e: e["episode"])]
     pd.DataFrame(steps, columns=STEP_COLUMNS).to_csv(out / "steps.csv", index=False)
     pd.DataFrame(episodes, columns=EPISODE_COLUMNS).to_csv(out / "episodes.csv", index=False)
 

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from sb3_nas import evaluate, train
-from sb3_nas.callbacks import EPISODE_COLUMNS, STEP_COLUMNS
+from sb3_nas.callbacks import EPISODE_COLUMNS, STEP_COLUMNS, RunRecorder
 from sb3_nas.config import load_hyperparams, resolve_fractions
 
 ENVS, TIMESTEPS = "digits,faces", "10,6"
@@ -59,6 +59,36 @@ def test_episode_rows_agree_with_step_rows(tmp_path, memo_url):
         assert rows["reward"].sum() == pytest.approx(episode["accumulated_reward"])
 
 
+@pytest.mark.parametrize("algo", ["random", "dqn"])
+def test_several_workers_train_networks_concurrently_and_keep_the_budget(algo, tmp_path, memo_url):
+    assert run_cli(algo, tmp_path, memo_url, "--n-envs", "2") == 0
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    assert steps.groupby("env", sort=False).size().to_dict() == {"digits": 10, "faces": 6}
+    episodes = pd.read_csv(tmp_path / "episodes.csv")
+    for env, rows in episodes.groupby("env", sort=False):
+        assert rows["episode"].is_monotonic_increasing and rows["episode"].is_unique
+        for _, episode in rows.iterrows():  # every finished episode's steps came from one worker
+            mine = steps[(steps["env"] == env) & (steps["episode"] == episode["episode"])]
+            assert len(mine) == episode["length"]
+            assert mine["episode_step"].tolist() == list(range(1, len(mine) + 1))
+    assert yaml.safe_load((tmp_path / "config.yml").read_text())["n_envs"] == 2
+
+
+def test_recorder_keeps_each_workers_episode_apart():
+    recorder = RunRecorder("digits")
+    step = {"nsc": [], "accuracy": 0.5, "valid": True}
+    recorder.record(0, 0.1, {**step, "episode_step": 1}, worker=0)
+    recorder.record(1, 0.2, {**step, "episode_step": 1}, worker=1)
+    recorder.record(2, 0.3, {**step, "episode_step": 2, "ended_by": "terminal"}, worker=1)
+    recorder.record(3, 0.4, {**step, "episode_step": 2, "ended_by": "terminal"}, worker=0)
+    recorder.record(4, 0.5, {**step, "episode_step": 1}, worker=1)
+    assert [s["episode"] for s in recorder.steps] == [0, 1, 1, 0, 2]
+    assert [(e["episode"], e["length"], e["accumulated_reward"]) for e in recorder.episodes] == [
+        (1, 2, pytest.approx(0.5)),
+        (0, 2, pytest.approx(0.5)),
+    ]
+
+
 def test_dqn_gets_the_paper_settings():
     hyperparams = resolve_fractions(load_hyperparams("dqn", "sb3_nas/NasChain-v0", train.DQN), 6500)
     assert hyperparams["buffer_size"] == 3250 and hyperparams["batch_size"] == 20
@@ -86,6 +116,10 @@ def test_evaluate_runs_the_frozen_policy_on_unseen_tasks(tmp_path, memo_url, cap
         (["--timesteps", "5,x"], "comma-separated integers"),
         (["--envs", "digits,faces", "--timesteps", "1,2,3"], "one positive count per environment"),
         (["--fidelity", "huge"], "unknown fidelity 'huge'"),
+        (["--fidelity", "cpu,batch=64"], "bad fidelity override 'batch=64'"),
+        (["--n-envs", "2"], "meta_a2c is a one-worker algorithm"),
+        (["--algo", "random", "--n-envs", "0"], "--n-envs must be at least 1"),
+        (["--device", "gpu0"], "unknown device 'gpu0'"),
     ],
 )
 def test_bad_options_give_one_line_errors(argv, message, tmp_path, memo_url, capsys):

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 
@@ -27,14 +28,16 @@ class SearchRecord:
 class RandomSearch:
     """Samples every action uniformly: the search strategy with no learning at all.
 
-    :param env: any Gymnasium environment with a discrete action space
-    :param seed: seeds the action sampling
+    :param env: any Gymnasium environment with a discrete action space, or an SB3 ``VecEnv`` of several (its
+        workers then step together, e.g. a ``SubprocVecEnv`` evaluating that many networks at once)
+    :param seed: seeds the action sampling (and the environments, worker i with seed + i)
     """
 
-    def __init__(self, env: gym.Env, seed: int | None = None) -> None:
+    def __init__(self, env: gym.Env | VecEnv, seed: int | None = None) -> None:
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise TypeError(f"RandomSearch needs a Discrete action space, got {env.action_space}")
         self.env = env
+        self.venv = env if isinstance(env, VecEnv) else DummyVecEnv([lambda: env])
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.record = SearchRecord()
@@ -48,56 +51,65 @@ class RandomSearch:
         episode_start: Any = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, Any]:
-        """A uniformly random action, with the SB3 ``predict`` signature."""
-        return np.asarray(self.rng.integers(self.env.action_space.n)), state
+        """Uniform random actions, one per observation of a batch, with SB3's ``predict`` signature."""
+        n = self.env.action_space.n
+        single = self.env.observation_space.shape
+        if isinstance(observation, np.ndarray) and observation.shape != single:
+            return self.rng.integers(n, size=len(observation)), state
+        return np.asarray(self.rng.integers(n)), state
 
-    def get_env(self) -> gym.Env:
-        return self.env
+    def get_env(self) -> VecEnv:
+        return self.venv
 
     def learn(
         self, total_timesteps: int, callback: BaseCallback | None = None, progress_bar: bool = False
     ) -> RandomSearch:
-        """Run ``total_timesteps`` environment steps, keeping the best reward and its network.
+        """Run ``total_timesteps`` environment steps (over all workers), keeping the best reward and network.
 
         ``callback`` is an SB3 ``BaseCallback``; its ``locals`` hold ``actions``, ``rewards``, ``dones`` and
-        ``infos`` as in SB3's on-policy loop (one environment).
+        ``infos`` of every worker, as in SB3's on-policy loop.
         """
-        record = self.record
+        record, venv = self.record, self.venv
         if callback is not None:
             callback.init_callback(self)
             callback.on_training_start(locals(), globals())
-        observation, _ = self.env.reset(seed=self.seed)
-        episode_best, episode_length = -np.inf, 0
+        venv.seed(self.seed)
+        observations = venv.reset()
+        episode_best = np.full(venv.num_envs, -np.inf)
+        episode_length = np.zeros(venv.num_envs, dtype=int)
         bar = tqdm(total=total_timesteps, disable=not progress_bar, desc="random search")
-        for _ in range(total_timesteps):
-            action, _ = self.predict(observation)
-            observation, reward, terminated, truncated, info = self.env.step(int(action))
-            self.num_timesteps += 1
+        while self.num_timesteps < total_timesteps:
+            actions, _ = self.predict(observations)
+            observations, rewards, dones, infos = venv.step(actions)
+            self.num_timesteps += venv.num_envs
             if callback is not None:
-                done = terminated or truncated
-                callback.update_locals(
-                    {"actions": [action], "rewards": [reward], "dones": [done], "infos": [info]}
-                )
+                step = {"actions": actions, "rewards": rewards, "dones": dones, "infos": infos}
+                callback.update_locals(step)
                 if not callback.on_step():
                     break
-            record.n_steps += 1
-            record.n_memo_hits += bool(info.get("memo_hit", False))
-            episode_best, episode_length = max(episode_best, reward), episode_length + 1
-            if reward > record.best_reward:
-                record.best_reward, record.best_info = float(reward), dict(info)
-            bar.update(1)
+            for worker, (reward, done, info) in enumerate(zip(rewards, dones, infos, strict=True)):
+                self._count(worker, float(reward), bool(done), info, episode_best, episode_length)
+            bar.update(venv.num_envs)
             bar.set_postfix(best=f"{record.best_reward:.3f}")
-            if terminated or truncated:
-                record.episode_best.append(float(episode_best))
-                record.episode_lengths.append(episode_length)
-                self.logger.record("rollout/episode_best_reward", float(episode_best))
-                self.logger.record("rollout/episode_length", episode_length)
-                self.logger.record("rollout/best_reward", record.best_reward)
-                self.logger.record("time/total_timesteps", self.num_timesteps)
-                self.logger.dump(self.num_timesteps)
-                episode_best, episode_length = -np.inf, 0
-                observation, _ = self.env.reset()
         bar.close()
         if callback is not None:
             callback.on_training_end()
         return self
+
+    def _count(self, worker, reward, done, info, episode_best, episode_length) -> None:
+        record = self.record
+        record.n_steps += 1
+        record.n_memo_hits += bool(info.get("memo_hit", False))
+        episode_best[worker] = max(episode_best[worker], reward)
+        episode_length[worker] += 1
+        if reward > record.best_reward:
+            record.best_reward, record.best_info = reward, dict(info)
+        if done:
+            record.episode_best.append(float(episode_best[worker]))
+            record.episode_lengths.append(int(episode_length[worker]))
+            self.logger.record("rollout/episode_best_reward", float(episode_best[worker]))
+            self.logger.record("rollout/episode_length", int(episode_length[worker]))
+            self.logger.record("rollout/best_reward", record.best_reward)
+            self.logger.record("time/total_timesteps", self.num_timesteps)
+            self.logger.dump(self.num_timesteps)
+            episode_best[worker], episode_length[worker] = -np.inf, 0
