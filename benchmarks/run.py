@@ -16,6 +16,7 @@ hour with 1, 2 and 4 trainers at once. The last line is ``cpu_speedup=<ratio> me
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import statistics
@@ -39,13 +40,21 @@ from plain_loop import plain_train_and_score, to_float_datasets  # noqa: E402
 from sb3_nas.data import load_dataset  # noqa: E402
 from sb3_nas.envs import NasEnv  # noqa: E402
 from sb3_nas.estimation import (  # noqa: E402
+    SpeedSettings,
     configure_threads,
     evaluate_plan,
     get_fidelity,
     prepare_data,
     resolve_device,
 )
-from sb3_nas.space import InvalidArchitecture, NSCNetwork, plan_network  # noqa: E402
+from sb3_nas.estimation.trainer import train_and_score  # noqa: E402
+from sb3_nas.space import (  # noqa: E402
+    InvalidArchitecture,
+    NSCNetwork,
+    canonical_network,
+    plan_network,
+    validate_nsc,
+)
 
 # Experiment 1 of the paper (§6.1, SPEC §10): steps per environment and each dataset's image count
 # (omniglot 1623 characters × 20; Oxford flowers 8189; DTD 5640), all split 2/3 train, 1/3 test.
@@ -72,9 +81,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_flops(device: torch.device) -> tuple[float, str]:
-    """FLOP/s of a large matmul in the dtype the trainer computes in (bf16 on GPUs, fp32 on CPUs)."""
-    size, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """FLOP/s of a large matmul in ``dtype``, best of five."""
+    size = 8192 if device.type == "cuda" else 2048
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b  # warm-up
@@ -85,7 +94,7 @@ def peak_flops(device: torch.device) -> tuple[float, str]:
         a @ b
         synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best, f"{size}×{size} {str(dtype).removeprefix('torch.')} matmul"
+    return 2 * size**3 / best
 
 
 def training_flops(plan, data, fidelity) -> float:
@@ -93,12 +102,17 @@ def training_flops(plan, data, fidelity) -> float:
     return plan.flops * (3 * data.train_x.shape[0] * fidelity.epochs + data.test_x.shape[0])
 
 
-def time_ours(plan, data, fidelity, device) -> tuple[float, float]:
+def time_ours(plan, data, fidelity, device, settings: SpeedSettings | None = None) -> tuple[float, float]:
     synchronize(device)
     start = time.perf_counter()
-    result = evaluate_plan(plan, data, fidelity)
+    if settings is None:
+        accuracy = evaluate_plan(plan, data, fidelity).accuracy
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(fidelity.seed)
+            accuracy = train_and_score(NSCNetwork(plan), data, fidelity, settings)
     synchronize(device)
-    return time.perf_counter() - start, result.accuracy
+    return time.perf_counter() - start, accuracy
 
 
 def time_plain(plan, float_data, fidelity, device) -> tuple[float, float]:
@@ -134,6 +148,30 @@ def speed_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.Da
     return pd.DataFrame(rows)
 
 
+def variant_table(task: str, fidelity, device, repeats: int) -> pd.DataFrame:
+    """Seconds per network of each speed setting alone, to justify ``SpeedSettings.for_device``."""
+    data = prepare_data(load_dataset(task), fidelity, device)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    variants = {
+        "baseline": SpeedSettings(),
+        "fused_adam": SpeedSettings(fused_adam=True),
+        "channels_last": SpeedSettings(channels_last=True),
+        "bf16": SpeedSettings(autocast_dtype=torch.bfloat16),
+        "chosen": SpeedSettings.for_device(device),
+        "all": SpeedSettings(channels_last=True, autocast_dtype=amp or torch.bfloat16, fused_adam=True),
+    }
+    rows = []
+    for depth, nsc in CHAINS.items():
+        plan = plan_network(nsc, data.input_shape, data.n_classes)
+        row = {"layers": depth}
+        for name, settings in variants.items():
+            runs = [time_ours(plan, data, fidelity, device, settings) for _ in range(repeats)]
+            row[f"{name}_s"] = statistics.median(s for s, _ in runs)
+            row[f"{name}_acc"] = runs[0][1]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def memo_rate(steps: int) -> float:
     """(c) steps per second of a replayed action sequence, every reward from the memo's cache."""
     with tempfile.TemporaryDirectory() as folder:
@@ -154,12 +192,22 @@ def find_run(given: str | None) -> Path | None:
     return found[-1] if found else None
 
 
-def hit_rate(run: Path | None) -> tuple[float, int] | None:
-    """(d) the share of a run's steps served by the memo, and its step count."""
+def _network_key(nsc_json: str) -> str:
+    try:
+        return canonical_network(validate_nsc(json.loads(nsc_json)))
+    except (InvalidArchitecture, ValueError):
+        return nsc_json
+
+
+def hit_rate(run: Path | None) -> tuple[float, float, int] | None:
+    """(d) the share of a run's steps served by the memo as recorded (a shared memo counts earlier runs' work
+    too) and as an empty memo would have served them (the network was already met earlier in this run on
+    this environment), and the run's step count."""
     if run is None or not (run / "steps.csv").exists():
         return None
-    steps = pd.read_csv(run / "steps.csv", usecols=["memo_hit"])
-    return float(steps["memo_hit"].astype(bool).mean()), len(steps)
+    steps = pd.read_csv(run / "steps.csv", usecols=["env", "nsc", "memo_hit"])
+    keys = steps["env"] + "|" + steps["nsc"].map(_network_key)
+    return float(steps["memo_hit"].astype(bool).mean()), float(keys.duplicated().mean()), len(steps)
 
 
 def projection(seconds_per_network: float, data, unique_per_step: float) -> tuple[float, list[str]]:
@@ -236,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run", default=None, help="a meta_a2c run folder for the memo hit rate")
     parser.add_argument("--workers", default=None, help="concurrency levels, e.g. 1,2,4 (quick: none)")
     parser.add_argument("--profile", action="store_true", help="print the profile of one training")
+    parser.add_argument("--variants", action="store_true", help="time each speed setting on its own")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     fidelity = get_fidelity(args.fidelity or ("paper" if device.type == "cuda" else "cpu"))
@@ -245,8 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine(device)}")
     print(f"fidelity {fidelity.id}: {fidelity.description}")
 
-    peak, how = peak_flops(device)
-    print(f"(b) peak: {peak / 1e9:,.0f} GFLOP/s ({how})")
+    compute = SpeedSettings.for_device(device).autocast_dtype or torch.float32
+    peaks = {dtype: peak_flops(device, dtype) for dtype in (torch.float32, torch.bfloat16)}
+    peak = peaks[compute]
+    shown = ", ".join(f"{p / 1e9:,.0f} GFLOP/s {str(d)[6:]}" for d, p in peaks.items())
+    print(f"(b) peak of a large matmul: {shown}; flops_frac: of the {str(compute)[6:]} peak (the trainer's)")
     table = speed_table(args.task, fidelity, device, repeats, peak)
     print(f"(a) {args.task}, median of {repeats}, ours vs the plain DataLoader loop:")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -254,16 +306,23 @@ def main(argv: list[str] | None = None) -> None:
     accuracy_gap = (table["ours_acc"] - table["plain_acc"]).abs().max()
     print(f"    speedup over the three networks {speedup:.2f}×, largest accuracy gap {accuracy_gap:.3f}")
 
+    if args.variants:
+        print("    each speed setting alone (seconds, accuracy):")
+        variants = variant_table(args.task, fidelity, device, repeats)
+        print(variants.to_string(index=False, float_format="{:.3f}".format))
+
     rate = memo_rate(args.memo_steps or (1000 if args.quick else 2000))
     print(f"(c) memo-served steps: {rate:,.0f} steps/s")
     run = find_run(args.run)
     rate_and_steps = hit_rate(run)
-    pairs = {f"{device.type}_speedup": f"{speedup:.2f}", "memo_steps_per_s": f"{rate:.0f}"}
+    kind = "gpu" if device.type == "cuda" else "cpu"
+    pairs = {f"{kind}_speedup": f"{speedup:.2f}", "memo_steps_per_s": f"{rate:.0f}"}
     if rate_and_steps is None:
         print("(d) no meta_a2c run found (run `python -m sb3_nas.train` first, or pass --run)")
     else:
-        hits, n_steps = rate_and_steps
-        print(f"(d) memo hit rate of {run}: {hits:.3f} over {n_steps} steps")
+        recorded, hits, n_steps = rate_and_steps
+        print(f"(d) memo hit rate of {run} over {n_steps} steps: {hits:.3f} from an empty memo "
+              f"({recorded:.3f} as recorded, on a memo shared with earlier runs)")  # fmt: skip
         pairs["memo_hit_rate"] = f"{hits:.3f}"
         if fidelity.name == "paper":
             data = prepare_data(load_dataset(args.task), fidelity, device)
