@@ -273,6 +273,7 @@ def test_only_the_small_files_are_kept(experiments):
     runs += ["exp2-random", "exp3-sigma0.1", "exp3-sigma_zero"]
     expected = [f"{run}/{name}" for run in runs for name in ("config.yml", "episodes.csv", "steps.csv")]
     expected += ["exp2-meta_a2c/retrain/table6.csv", "exp2-meta_a2c/retrain/table6.md"]
+    expected += ["exp1-dqn/progress.csv", "exp3-sigma0.1/progress.csv"]  # where the runs have one
     assert kept == sorted([*expected, "summary.json", "summary.md"])
     assert (keep / "exp1-dqn" / "steps.csv").read_bytes() == (
         runs_dir / "exp1-dqn" / "steps.csv"

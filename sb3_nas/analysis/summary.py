@@ -2,9 +2,9 @@
 
 Reads the run folders of ``benchmarks/reduced_experiments.sh`` under RUNS_DIR; writes KEEP_DIR/summary.md (per
 question a table and a statement computed from it) and KEEP_DIR/summary.json (the same numbers), and copies
-each run's small files (config.yml, episodes.csv, steps.csv; the retraining's table6.md and table6.csv) into
-KEEP_DIR/<run>/, skipping any over 1 MB. An absent run folder is reported as not run; one that exists but
-cannot be read stops the command with a one-line error (exit 2).
+each run's small files (config.yml, episodes.csv, steps.csv, progress.csv; the retraining's table6.md and
+table6.csv) into KEEP_DIR/<run>/, skipping any over 1 MB. An absent run folder is reported as not run; one
+that exists but cannot be read stops the command with a one-line error (exit 2).
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ TRANSFER_RUNS = ("exp1-meta_a2c", "exp1-dqn", "exp1-random")
 UNSEEN_RUNS = ("exp2-meta_a2c", "exp2-dqn", "exp2-random")
 SIGMA_GLOB = "exp3-sigma*"
 SHIFT_ACTIONS = tuple(action.id for action in ACTIONS if action.kind is ActionKind.SHIFT)  # A10–A13
-KEPT_FILES, KEPT_RETRAIN_FILES = ("config.yml", "episodes.csv", "steps.csv"), ("table6.md", "table6.csv")
+# what the report needs to redraw every figure of a run (progress.csv: the entropy curve)
+KEPT_FILES = ("config.yml", "episodes.csv", "steps.csv", "progress.csv")
+KEPT_RETRAIN_FILES = ("table6.md", "table6.csv")
 MAX_KEPT_BYTES = 1_000_000
 FROZEN = "meta_a2c (frozen)"  # the algorithm of an evaluation run (sb3_nas.evaluate)
 ENV_KEYS = ("env", "algo", "early_step_reward", "early_episode_best_reward", "best_accuracy")
