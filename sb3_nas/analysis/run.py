@@ -82,7 +82,8 @@ class Run:
         return self.episodes[self.episodes["env"] == env].sort_values("episode", kind="stable")
 
 
-def _read_csv(path: Path, required: tuple[str, ...], folder: Path) -> pd.DataFrame:
+def read_table(path: Path, required: tuple[str, ...], folder: Path) -> pd.DataFrame:
+    """A run table with the columns ``required``; anything unreadable is a one-line ``RunFolderError``."""
     try:
         table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -115,13 +116,13 @@ def load_run(path: str | Path, label: str = "") -> Run:
         ) from None
     if not isinstance(config, dict):
         raise RunFolderError(f"run folder {folder}: config.yml is not a mapping")
-    steps = _read_csv(folder / "steps.csv", STEP_COLUMNS, folder)
+    steps = read_table(folder / "steps.csv", STEP_COLUMNS, folder)
     if steps.empty:
         raise RunFolderError(f"run folder {folder}: steps.csv has no rows")
-    episodes = _read_csv(folder / "episodes.csv", EPISODE_COLUMNS, folder)
+    episodes = read_table(folder / "episodes.csv", EPISODE_COLUMNS, folder)
     progress = None
     if (folder / PROGRESS_FILE).is_file() and (folder / PROGRESS_FILE).stat().st_size > 0:
-        progress = _read_csv(folder / PROGRESS_FILE, (), folder)
+        progress = read_table(folder / PROGRESS_FILE, (), folder)
     return Run(folder, config, steps, episodes, progress, label)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from sb3_nas.analysis.retraining import RESULT_COLUMNS, RETRAIN_DIR, VGG_LABEL, summarize
-from sb3_nas.analysis.run import Run, RunFolderError, _read_csv, load_run, positive_int
+from sb3_nas.analysis.run import Run, RunFolderError, load_run, positive_int, read_table
 from sb3_nas.space import ACTIONS, ActionKind
 
 EARLY_STEPS, EARLY_EPISODES = 25, 10
@@ -170,9 +170,9 @@ def unseen_section(runs_dir: Path, early: tuple[int, int]) -> Section:
 def read_table6(folder: Path) -> pd.DataFrame:
     """table6.csv of a retraining folder, or its summary recomputed from runs.csv."""
     if (folder / "table6.csv").is_file():
-        return _read_csv(folder / "table6.csv", TABLE6_KEYS, folder)
+        return read_table(folder / "table6.csv", TABLE6_KEYS, folder)
     if (folder / "runs.csv").is_file():
-        runs = _read_csv(folder / "runs.csv", tuple(RESULT_COLUMNS), folder)
+        runs = read_table(folder / "runs.csv", tuple(RESULT_COLUMNS), folder)
         return summarize(runs.astype({"nsc": object, "reason": object}))  # all-empty text reads as NaN
     raise RunFolderError(f"retraining folder {folder} lacks table6.csv and runs.csv")
 
