@@ -8,25 +8,39 @@ import sys
 from sb3_nas.algos import RandomSearch
 from sb3_nas.data import DEFAULT_DATASET, DatasetError
 from sb3_nas.envs import NasEnv
-from sb3_nas.estimation import DEFAULT_FIDELITY, MemoError, UnknownFidelityError, default_memo_url
+from sb3_nas.estimation import (
+    AUTO,
+    DEFAULT_FIDELITY,
+    DeviceError,
+    MemoError,
+    UnknownFidelityError,
+    default_memo_url,
+    resolve_device,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_nas.search", description=__doc__)
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="a built-in task name")
-    parser.add_argument("--fidelity", default=DEFAULT_FIDELITY, help="a fidelity name (cpu, paper, tiny)")
+    parser.add_argument(
+        "--fidelity", default=DEFAULT_FIDELITY, help="a fidelity name (cpu, paper, tiny), with any overrides"
+    )
     parser.add_argument("--steps", type=int, default=100, help="environment steps (networks scored)")
     parser.add_argument("--memo", default=None, help="reward memo URL or path (default: results/memo.sqlite)")
     parser.add_argument("--multi-branch", action="store_true", help="the 14-action multi-branch space")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=AUTO, help="where networks train: auto, cpu, cuda:N")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        env = NasEnv(args.dataset, args.fidelity, args.memo, multi_branch=args.multi_branch)
-    except (DatasetError, UnknownFidelityError, MemoError) as error:
+        resolve_device(args.device)
+        env = NasEnv(
+            args.dataset, args.fidelity, args.memo, multi_branch=args.multi_branch, device=args.device
+        )
+    except (DatasetError, UnknownFidelityError, DeviceError, MemoError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     search = RandomSearch(env, seed=args.seed).learn(args.steps, progress_bar=True)
