@@ -132,3 +132,41 @@ def test_quick_benchmark_ends_with_the_summary_line(tmp_path):
     assert list(pairs)[:2] == ["cpu_speedup", "memo_steps_per_s"]
     assert float(pairs["cpu_speedup"]) > 0 and float(pairs["memo_steps_per_s"]) > 100
     assert any(line.startswith("(a)") for line in lines) and any("GFLOP/s" in line for line in lines)
+
+
+def _benchmark_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run as benchmark_run  # benchmarks/run.py
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return benchmark_run
+
+
+def test_experiment_1_projection_scales_by_training_cost():
+    bench = _benchmark_module()
+
+    class Data:  # 300 training and 150 test images: a training cost of 3 × 300 + 150 = 1050
+        train_x, test_x = torch.empty(300, 1), torch.empty(150, 1)
+
+    hours, lines = bench.projection(10.0, Data, 0.5)
+    expected = sum(
+        steps * 0.5 * 10.0 * (3 * images * 2 / 3 + images / 3) / 1050
+        for steps, images in bench.PAPER_EXP1.values()
+    )
+    assert hours == pytest.approx(expected / 3600) and len(lines) == 3
+
+
+def test_memo_hit_rate_counts_networks_met_before_in_the_run(tmp_path):
+    bench = _benchmark_module()
+    rows = [
+        ("digits", "[[1, 1, 3, 0, 0]]", False),
+        ("digits", "[[1, 1, 3, 0, 0], [2, 7, 0, 0, 0]]", True),  # the same network with a terminal row
+        ("digits", "[[1, 1, 1, 0, 0]]", True),  # a hit from an earlier run's memo
+        ("photos", "[[1, 1, 3, 0, 0]]", False),  # another environment: a new network
+    ]
+    lines = ["env,nsc,memo_hit"] + [f'{env},"{nsc}",{hit}' for env, nsc, hit in rows]
+    (tmp_path / "steps.csv").write_text("\n".join(lines) + "\n")
+    recorded, from_empty, n = bench.hit_rate(tmp_path)
+    assert (recorded, from_empty, n) == (0.5, 0.25, 4)
+    assert bench.hit_rate(tmp_path / "absent") is None
