@@ -8,6 +8,7 @@ environment. With no options: a reduced Experiment 1 on the built-in training ta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -242,11 +243,12 @@ def run(config: RunConfig, progress: bool = True, on_step: StepHook | None = Non
                 model.save(out / f"model_{dataset}.zip")
     finally:
         bar.close()
-        if venv is not None:
-            venv.close()  # worker processes end with the run, even an interrupted one
         write_results(out, recorders)
         if model is not None and config.algo in META_RL_ALGOS:
             model.save(out / "model.zip")
+        if venv is not None:  # worker processes end with the run; after an interrupt they may be gone already
+            with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+                venv.close()
     return out
 
 
