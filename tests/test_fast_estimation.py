@@ -37,6 +37,9 @@ def test_devices_resolve_or_fail_in_one_line():
 
 
 def test_threads_are_shared_between_workers():
+    from sb3_nas.estimation.device import _count_cpu_list
+
+    assert [_count_cpu_list(text) for text in ("0", "0,4", "0-3\n", "0-1,8-9")] == [1, 2, 4, 4]
     before = torch.get_num_threads()
     try:
         alone = configure_threads(1)

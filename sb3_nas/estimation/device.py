@@ -40,10 +40,19 @@ def physical_cores() -> int:
         usable = os.cpu_count() or 1
     try:
         with open("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list") as siblings:
-            per_core = len(siblings.read().replace("-", ",").split(","))
-    except OSError:
+            per_core = _count_cpu_list(siblings.read())
+    except (OSError, ValueError):
         per_core = 1
     return max(1, usable // max(1, per_core))
+
+
+def _count_cpu_list(text: str) -> int:
+    """CPUs in a Linux cpu list such as ``0,4`` or ``0-3``."""
+    count = 0
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
 
 
 def configure_threads(workers: int = 1) -> int:
