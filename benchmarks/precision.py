@@ -20,19 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from estimation_speed import CHAINS  # noqa: E402
 
 from sb3_nas.data import EVAL_TASKS, TRAIN_TASKS, load_dataset  # noqa: E402
-from sb3_nas.estimation import SpeedSettings, get_fidelity, prepare_data, resolve_device  # noqa: E402
-from sb3_nas.estimation.trainer import train_and_score  # noqa: E402
-from sb3_nas.space import NSCNetwork, plan_network  # noqa: E402
+from sb3_nas.estimation import (  # noqa: E402
+    SpeedSettings,
+    evaluate_plan,
+    get_fidelity,
+    prepare_data,
+    resolve_device,
+)
+from sb3_nas.space import plan_network  # noqa: E402
 
 
 def accuracies(plan, data, fidelity, settings, seeds: int) -> np.ndarray:
-    results = []
-    for seed in range(seeds):
-        seeded = fidelity.replace(seed=seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            results.append(train_and_score(NSCNetwork(plan), data, seeded, settings))
-    return np.array(results)
+    seeded = (fidelity.replace(seed=seed) for seed in range(seeds))
+    return np.array([evaluate_plan(plan, data, f, settings).accuracy for f in seeded])
 
 
 def main() -> None:

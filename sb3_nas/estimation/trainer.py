@@ -184,8 +184,13 @@ def evaluate_nsc(
     return evaluate_plan(plan, data, fidelity)
 
 
-def evaluate_plan(plan: NetworkPlan, data: PreparedData, fidelity: Fidelity) -> Evaluation:
-    """Train and score a planned network, turning failures (NaN, out of memory) into reward 0."""
+def evaluate_plan(
+    plan: NetworkPlan, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
+) -> Evaluation:
+    """Train and score a planned network, turning failures (NaN, out of memory) into reward 0.
+
+    ``settings``: how to run the training (``None``: the best for the data's device).
+    """
     start = time.perf_counter()
     # A private RNG: same network, data, fidelity and seed → same accuracy, and the agent's RNG is untouched.
     with torch.random.fork_rng(devices=[]):
@@ -193,7 +198,7 @@ def evaluate_plan(plan: NetworkPlan, data: PreparedData, fidelity: Fidelity) -> 
         network = NSCNetwork(plan)
         n_params = sum(p.numel() for p in network.parameters())
         try:
-            accuracy = train_and_score(network, data, fidelity)
+            accuracy = train_and_score(network, data, fidelity, settings)
         except (FloatingPointError, RuntimeError, MemoryError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             if data.train_x.is_cuda:
