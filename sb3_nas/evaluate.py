@@ -19,19 +19,16 @@ from tqdm.auto import tqdm
 
 from sb3_nas.algos import MetaA2C
 from sb3_nas.callbacks import RunRecorder
-from sb3_nas.data import EVAL_TASKS, DatasetError, load_dataset
+from sb3_nas.data import EVAL_TASKS, load_dataset
 from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
 from sb3_nas.estimation import (
     AUTO,
     DEFAULT_FIDELITY,
-    DeviceError,
-    MemoError,
-    UnknownFidelityError,
     open_memo,
     resolve_device,
 )
 from sb3_nas.space import N_CHAIN_ACTIONS
-from sb3_nas.train import RunConfig, UsageError, make_env, print_results, write_results
+from sb3_nas.train import INPUT_ERRORS, RunConfig, UsageError, make_env, print_results, write_results
 
 
 class ModelError(ValueError):
@@ -109,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                     evaluate(model, env, args.timesteps, recorders[-1], args.seed)
             finally:
                 write_results(out, recorders)
-    except (UsageError, ModelError, DatasetError, UnknownFidelityError, DeviceError, MemoError) as error:
+    except (*INPUT_ERRORS, ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_results(f"frozen policy {args.model} on {', '.join(envs)}:", out)

@@ -6,17 +6,15 @@ import argparse
 import sys
 
 from sb3_nas.algos import RandomSearch
-from sb3_nas.data import DEFAULT_DATASET, DatasetError
+from sb3_nas.data import DEFAULT_DATASET
 from sb3_nas.envs import NasEnv
 from sb3_nas.estimation import (
     AUTO,
     DEFAULT_FIDELITY,
-    DeviceError,
-    MemoError,
-    UnknownFidelityError,
     default_memo_url,
     resolve_device,
 )
+from sb3_nas.train import INPUT_ERRORS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         env = NasEnv(
             args.dataset, args.fidelity, args.memo, multi_branch=args.multi_branch, device=args.device
         )
-    except (DatasetError, UnknownFidelityError, DeviceError, MemoError) as error:
+    except INPUT_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     search = RandomSearch(env, seed=args.seed).learn(args.steps, progress_bar=True)

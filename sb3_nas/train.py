@@ -58,13 +58,17 @@ ALGOS: dict[str, type] = {
 }
 META_RL_ALGOS = {"meta_a2c"}  # see the meta-RL inputs and keep one policy across environments
 PAPER_TIMESTEPS = {"meta_a2c": (8000, 7000, 7000), "dqn": (6500, 5500, 7000)}  # t_max, §6.1
-REDUCED_TIMESTEPS = (160, 140, 140)  # the paper's 8 : 7 : 7, small enough for ~10 minutes on two CPU cores
+REDUCED_TIMESTEPS = (160, 140, 140)  # the paper's 8 : 7 : 7, a few minutes on two CPU cores
 
 StepHook = Callable[[Sequence[RunRecorder]], None]
 
 
 class UsageError(ValueError):
     """A command-line value that cannot be used."""
+
+
+# Bad input of the commands: each is reported as one line ("error: ...", exit 2), never as a traceback.
+INPUT_ERRORS = (UsageError, ConfigError, DatasetError, UnknownFidelityError, DeviceError, MemoError)
 
 
 @dataclass
@@ -285,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = resolve(args)
         out = run(config, progress=not args.no_progress)
-    except (UsageError, ConfigError, DatasetError, UnknownFidelityError, DeviceError, MemoError) as error:
+    except INPUT_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
