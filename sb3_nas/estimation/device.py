@@ -6,6 +6,7 @@ from the fidelity); they change how fast it is computed. The memo therefore does
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -87,6 +88,7 @@ class SpeedSettings:
     fused_adam: bool = False
 
     @classmethod
+    @functools.cache  # asked once per network trained; the answer depends on the device only
     def for_device(cls, device: torch.device) -> SpeedSettings:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
