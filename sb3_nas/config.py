@@ -8,12 +8,14 @@ from typing import Any
 
 import yaml
 
+from sb3_nas.errors import InputError
+
 ZOO_CONFIGS = Path(__file__).resolve().parent.parent / "zoo_configs"
 # keys that are not constructor arguments: fractions of the environment's t_max (see zoo_configs/dqn.yml)
 FRACTION_KEYS = {"buffer_size_fraction": "buffer_size", "learning_starts_fraction": "learning_starts"}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A hyper-parameter file that cannot be used; the message names the file and the problem."""
 
 

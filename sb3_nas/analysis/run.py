@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from sb3_nas.envs import MULTI_BRANCH_ENV_ID
+from sb3_nas.errors import InputError
 from sb3_nas.space import N_CHAIN_ACTIONS, N_MULTI_BRANCH_ACTIONS
 
 # The columns the analysis reads: a subset of sb3_nas.callbacks.STEP_COLUMNS / EPISODE_COLUMNS, so a run
@@ -21,7 +22,7 @@ REQUIRED_FILES = ("config.yml", "steps.csv", "episodes.csv")
 PROGRESS_FILE = "progress.csv"  # optional: evaluation runs have none
 
 
-class RunFolderError(ValueError):
+class RunFolderError(InputError):
     """A run folder that cannot be read; the one-line message names the folder and what is missing."""
 
 

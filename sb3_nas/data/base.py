@@ -8,11 +8,13 @@ from functools import cached_property
 
 import numpy as np
 
+from sb3_nas.errors import InputError
+
 # A stratified 1/3 test split needs at least one test and two training examples of every class (SPEC §4).
 MIN_EXAMPLES_PER_CLASS = 3
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that cannot be built, loaded or split; the message names the dataset and the problem."""
 
 

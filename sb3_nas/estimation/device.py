@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from sb3_nas.errors import InputError
 
-class DeviceError(ValueError):
+
+class DeviceError(InputError):
     """A device that does not exist on this machine."""
 
 

@@ -7,8 +7,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from sb3_nas.errors import InputError
 
-class UnknownFidelityError(ValueError):
+
+class UnknownFidelityError(InputError):
     """A fidelity name that is not registered."""
 
 

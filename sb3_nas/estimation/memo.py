@@ -24,6 +24,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from sb3_nas.errors import InputError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -39,7 +41,7 @@ def default_memo_url() -> str:
     return os.environ.get(MEMO_URL_ENV) or DEFAULT_MEMO_URL
 
 
-class MemoError(RuntimeError):
+class MemoError(InputError, RuntimeError):
     """The reward memo cannot be opened, read or written (the message names the URL and the problem)."""
 
 

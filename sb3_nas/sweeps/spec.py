@@ -21,6 +21,7 @@ import yaml
 from sb3_nas.config import FRACTION_KEYS, load_hyperparams
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.envs import CHAIN_ENV_ID
+from sb3_nas.errors import InputError
 from sb3_nas.estimation import DEFAULT_FIDELITY
 from sb3_nas.train import ALGOS, REDUCED_TIMESTEPS
 
@@ -44,7 +45,7 @@ DEFAULT_PRUNER = {"name": "MedianPruner"}
 DEFAULT_N_TRIALS = 20
 
 
-class SweepError(ValueError):
+class SweepError(InputError):
     """A sweep file, option or storage that cannot be used; the message is one line naming the problem."""
 
 
