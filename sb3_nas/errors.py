@@ -6,3 +6,11 @@ class InputError(ValueError):
 
     The message is one line that names the culprit (the file, the option, the value) and the problem.
     """
+
+
+class UsageError(InputError):
+    """An option value that cannot be used (an unknown algorithm, a budget per environment that does not fit)."""
+
+
+class ModelError(InputError):
+    """A model file that does not exist, is not a saved SB3 model, or is not of the expected algorithm."""

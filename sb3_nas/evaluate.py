@@ -1,116 +1,90 @@
 """``python -m sb3_nas.evaluate``: a frozen MetaA2C policy on environments it never trained on (§6.1, Exp. 2).
 
 The weights are fixed, the recurrent state is zeroed at the trial's start and actions are sampled; each
-environment is one trial of ``--timesteps`` steps. Writes ``steps.csv`` and ``episodes.csv``.
+environment is one trial of ``--timesteps`` steps. The fidelity, σ and space are those of the run that
+trained the model (its config.yml beside model.zip) unless given here. Writes a run folder as train does.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-import zipfile
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import yaml
-from stable_baselines3.common.save_util import load_from_zip_file
-from tqdm.auto import tqdm
-
-from sb3_nas.algos import MetaA2C
-from sb3_nas.callbacks import RunRecorder
-from sb3_nas.data import EVAL_TASKS, load_dataset
-from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
-from sb3_nas.estimation import (
-    AUTO,
-    DEFAULT_FIDELITY,
-    open_memo,
-    resolve_device,
-)
+from sb3_nas.cli import ArgumentParser, add_shared, default_out, print_results, run_command
+from sb3_nas.data import EVAL_TASKS
+from sb3_nas.estimation import DEFAULT_FIDELITY
+from sb3_nas.experiment import CONFIG_FILE, RunConfig, load_model, read_run_config, run
 from sb3_nas.space import N_CHAIN_ACTIONS
-from sb3_nas.train import INPUT_ERRORS, RunConfig, UsageError, make_env, print_results, write_results
+
+DEFAULT_TIMESTEPS = [100]
+FOLLOWED = ("fidelity", "sigma", "multi_branch")  # taken from the training run unless given
 
 
-class ModelError(ValueError):
-    """A model file that does not exist or is not a MetaA2C model."""
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m sb3_nas.evaluate", description=__doc__)
+    parser.add_argument("--model", required=True, help="a MetaA2C model.zip written by sb3_nas.train")
+    add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "seed", "out", "no_progress",
+               "overwrite", envs={"default": list(EVAL_TASKS)}, timesteps={"default": DEFAULT_TIMESTEPS},
+               fidelity={"default": None, "help": "how networks are trained and scored (default: the "
+                                                  "training run's)"},
+               out={"help": "the run folder (default results/runs/evaluate-<time>)"})  # fmt: skip
+    parser.add_argument("--sigma", type=float, default=None, help="σ (default: the training run's)")
+    parser.add_argument(
+        "--multi-branch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the space searched (default: the training run's)",
+    )
+    return parser
 
 
-def load_model(path: str | Path) -> MetaA2C:
-    """Load a saved MetaA2C; a missing file or another algorithm's model is a one-line ``ModelError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {path} does not exist")
-    try:
-        data, _, _ = load_from_zip_file(path, load_data=True, device="cpu")
-    except (zipfile.BadZipFile, ValueError, KeyError, OSError) as error:
-        raise ModelError(f"model file {path} is not a saved SB3 model ({error})") from None
-    policy_class = getattr(data.get("policy_class"), "__module__", "") if data else ""
-    if "meta_a2c" not in policy_class:
-        found = data.get("policy_class") if data else None
-        raise ModelError(f"model file {path} is not a MetaA2C model (its policy is {found})")
-    return MetaA2C.load(path, device="cpu")
+def followed_settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Fidelity, σ and space: given ones, else the training run's; and a line per setting saying which."""
+    model = Path(args.model)
+    trained: dict[str, Any]
+    if (model.parent / CONFIG_FILE).is_file():
+        source = read_run_config(model.parent)
+        trained = {
+            "fidelity": source.fidelity.name,
+            "sigma": source.sigma,
+            "multi_branch": source.multi_branch,
+        }
+        origin = f"the training run's {model.parent / CONFIG_FILE}"
+    else:  # a model without its run folder: the space from its action count, the defaults otherwise
+        multi_branch = load_model(model).action_space.n > N_CHAIN_ACTIONS
+        trained = {"fidelity": DEFAULT_FIDELITY, "sigma": 0.0, "multi_branch": multi_branch}
+        origin = f"defaults (no {CONFIG_FILE} beside the model)"
+    settings, lines = {}, []
+    for name in FOLLOWED:
+        given = getattr(args, name)
+        settings[name] = trained[name] if given is None else given
+        if given is None:
+            lines.append(f"{name} {settings[name]} from {origin}")
+        elif given != trained[name]:
+            lines.append(f"{name} {given} as given (overrides {trained[name]} of {origin})")
+    return settings, lines
 
 
-def evaluate(model: MetaA2C, env, t_max: int, recorder: RunRecorder, seed: int) -> None:
-    """One trial with the frozen policy: zero state at the start, sampled actions."""
-    observation, _ = env.reset(seed=seed)
-    state, episode_start = None, np.ones((1,), dtype=bool)
-    for _ in range(t_max):
-        action, state = model.predict(
-            observation, state=state, episode_start=episode_start, deterministic=False
-        )
-        observation, reward, terminated, truncated, info = env.step(int(action))
-        recorder.record(int(action), reward, info)
-        episode_start = np.zeros((1,), dtype=bool)
-        if terminated or truncated:
-            break
+def execute(args: argparse.Namespace) -> int:
+    settings, lines = followed_settings(args)
+    config = RunConfig.create(
+        algo="meta_a2c", envs=args.envs, timesteps=args.timesteps, memo=args.memo, seed=args.seed,
+        device=args.device, model=args.model, **settings,
+    )  # fmt: skip
+    for line in lines:
+        print(line)
+    out = Path(args.out) if args.out else default_out("evaluate")
+    run(config, out, progress=not args.no_progress, overwrite=args.overwrite)
+    print_results(
+        f"frozen policy {args.model} on {', '.join(config.envs)} ({config.fidelity.name} fidelity):", out
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sb3_nas.evaluate", description=__doc__)
-    parser.add_argument("--model", required=True, help="a MetaA2C model.zip written by sb3_nas.train")
-    parser.add_argument("--envs", default=",".join(EVAL_TASKS), help="datasets, comma-separated")
-    parser.add_argument("--timesteps", type=int, default=100, help="t_max of each evaluation trial")
-    parser.add_argument("--fidelity", default=DEFAULT_FIDELITY)
-    parser.add_argument("--memo", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=AUTO, help="where networks train: auto, cpu, cuda:N")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    envs = [e.strip() for e in args.envs.split(",") if e.strip()]
-    out = Path(args.out or Path("results") / "runs" / f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        if args.timesteps < 1:
-            raise UsageError(f"--timesteps must be positive, got {args.timesteps}")
-        resolve_device(args.device)
-        model = load_model(args.model)
-        for dataset in envs:
-            load_dataset(dataset)
-        memo = open_memo(args.memo)
-        multi_branch = model.action_space.n > N_CHAIN_ACTIONS
-        config = RunConfig(
-            algo="meta_a2c", envs=envs, timesteps=[args.timesteps] * len(envs), fidelity=args.fidelity,
-            seed=args.seed, out=str(out), memo=memo.url, sigma=0.0, conf=None, device=args.device,
-            env_id=MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID,
-        )  # fmt: skip
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yml").write_text(
-            yaml.safe_dump({**vars(args), "frozen_policy": True}, sort_keys=False)
-        )
-        recorders = []
-        with tqdm(total=args.timesteps * len(envs), desc="evaluate", unit="step") as bar:
-            try:
-                for dataset in envs:
-                    recorders.append(RunRecorder(dataset, bar))
-                    env = make_env(config, dataset, memo, args.timesteps)
-                    evaluate(model, env, args.timesteps, recorders[-1], args.seed)
-            finally:
-                write_results(out, recorders)
-    except (*INPUT_ERRORS, ModelError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print_results(f"frozen policy {args.model} on {', '.join(envs)}:", out)
-    return 0
+    return run_command(build_parser(), execute, argv)
 
 
 if __name__ == "__main__":

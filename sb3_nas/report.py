@@ -1,269 +1,60 @@
 """``python -m sb3_nas.report``: one self-contained HTML file with the paper's figures for one run or several.
 
-Best reward, accumulated reward and episode length per episode (Fig. 9, 12, 14), the policy entropy (Fig. 10,
-15a; when progress.csv has it), the proportion of each action (Fig. 11, 13, 16), the count of multi-branch
-structures (Fig. 15b; multi-branch runs), the Wilcoxon signed-rank test between a run's environments (§7),
-the best networks drawn as diagrams (Appendix B) and Table 6 when sb3_nas.retrain has written it. Runs on the
-same environments share each plot, one trace per run. plotly.js is included, so the file works offline. When
-kaleido is installed each figure is also written as FILE-<figure>.png; without it the PNGs are skipped
-silently.
+Best reward, accumulated reward and episode length per episode (Fig. 9, 12, 14), the policy entropy, the
+proportion of each action, multi-branch counts, the Wilcoxon test between environments (§7), the best networks
+as diagrams and Table 6 when sb3_nas.retrain has written it. Runs on the same environments share each plot.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 
-import pandas as pd
-import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
+from sb3_nas.analysis import BLOCK, load_runs
+from sb3_nas.analysis.report import build_report, export_png, render_html
+from sb3_nas.analysis.retraining import RETRAIN_TOP
+from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command
 
-from sb3_nas.analysis import BLOCK, Run, RunFolderError, best_networks, load_runs, nsc_svg, wilcoxon_actions
-from sb3_nas.analysis.figures import action_figure, entropy_figure, episode_figure, multi_branch_figure
-from sb3_nas.analysis.retraining import RETRAIN_DIR, RETRAIN_TOP, ordinal, table6
-from sb3_nas.analysis.run import positive_int
-from sb3_nas.analysis.stats import ALPHA
-
-FIGURES = {
-    "best-reward": "Best reward per episode (Fig. 9, 12, 14)",
-    "accumulated-reward": "Accumulated reward per episode (Fig. 9, 12, 14)",
-    "episode-length": "Episode length (Fig. 9, 12, 14)",
-    "entropy": "Policy entropy (Fig. 10, 15a)",
-    "actions": "Proportion of actions (Fig. 11, 13, 16)",
-    "multi-branch": "Count of multi-branch structures (Fig. 15b)",
-}
-EPISODE_FIGURES = {
-    "best_reward": "best-reward",
-    "accumulated_reward": "accumulated-reward",
-    "length": "episode-length",
-}
-MISSING = {
-    "entropy": "no run logged a policy entropy (progress.csv without train/entropy, e.g. random search, DQN "
-    "or an evaluation run)",
-    "multi-branch": "no run searched the multi-branch space (train with --multi-branch)",
-}
+REPORT_FILE = "report.html"
 
 
-@dataclass
-class Report:
-    """The figures (by id, None where a run has no data for them) and the HTML sections of a report."""
-
-    runs: list[Run]
-    block: int
-    figures: dict[str, go.Figure | None] = field(default_factory=dict)
-    sections: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (title, HTML)
-
-
-def build_report(runs: list[Run], block: int = BLOCK, top: int = RETRAIN_TOP) -> Report:
-    """Compute every figure and table of the report for ``runs``."""
-    report = Report(runs, block)
-    report.sections["runs"] = ("Runs", _table(_runs_table(runs)))
-    report.sections["summary"] = ("Summary per environment", _table(_summary_table(runs)))
-    for metric, figure_id in EPISODE_FIGURES.items():
-        report.figures[figure_id] = episode_figure(runs, metric, block)
-    report.figures["entropy"] = entropy_figure(runs)
-    report.figures["actions"] = action_figure(runs)
-    report.figures["multi-branch"] = multi_branch_figure(runs, block)
-    report.sections["wilcoxon"] = (
-        "Wilcoxon signed-rank test between environments (§7)",
-        _wilcoxon_html(runs),
-    )
-    report.sections["networks"] = ("Best networks (Appendix B)", _networks_html(runs, top))
-    tables = [(run, run.path / RETRAIN_DIR / "table6.csv") for run in runs]
-    found = [(run, path) for run, path in tables if path.is_file()]
-    if found:
-        html = "".join(
-            f"<h3>{escape(run.label)}</h3>{_table(table6(pd.read_csv(path)).reset_index())}"
-            for run, path in found
-        )
-        report.sections["table6"] = ("Intensive retraining (Table 6)", html)
-    return report
-
-
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.4g}")
-
-
-def _runs_table(runs: list[Run]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        steps = run.steps.groupby("env", sort=False).size()
-        rows.append(
-            {
-                "run": run.label,
-                "folder": str(run.path),
-                "algorithm": run.algo + (" (frozen policy)" if run.frozen else ""),
-                "space": "multi-branch" if run.multi_branch else "chain",
-                "sigma": run.config.get("sigma", ""),
-                "fidelity": run.fidelity or "",
-                "environments (steps)": ", ".join(f"{e} ({n})" for e, n in steps.items()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _summary_table(runs: list[Run]) -> pd.DataFrame:
-    rows = []
-    for run in runs:
-        for env in run.envs:
-            steps, episodes = run.env_steps(env), run.env_episodes(env)
-            valid = steps[steps["valid"].astype(bool)]
-            multi = int(episodes["multi_branch"].astype(bool).sum())
-            rows.append(
-                {
-                    "run": run.label,
-                    "environment": env,
-                    "steps": len(steps),
-                    "episodes": len(episodes),
-                    "best accuracy": valid["accuracy"].max() if len(valid) else 0.0,
-                    "mean best reward": episodes["best_reward"].mean(),
-                    "mean length": episodes["length"].mean(),
-                    "invalid steps": len(steps) - len(valid),
-                    "memo hit rate": steps["memo_hit"].astype(bool).mean()
-                    if "memo_hit" in steps
-                    else float("nan"),
-                    "multi-branch episodes": f"{multi} of {len(episodes)}",
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def _wilcoxon_html(runs: list[Run]) -> str:
-    rows = [
-        {
-            "run": run.label,
-            "environment A": r.env_a,
-            "environment B": r.env_b,
-            "actions paired": r.n_actions,
-            "statistic W": r.statistic,
-            "p-value": r.p_value,
-            f"different at α = {ALPHA}": "yes" if r.significant else "no",
-        }
-        for run in runs
-        for r in wilcoxon_actions(run)
-    ]
-    if not rows:
-        return "<p>No run has two or more environments to compare.</p>"
-    note = (
-        "<p>scipy.stats.wilcoxon (two-sided) on the proportions of each action in the two environments, "
-        "paired over the run's actions; the paper found p = 0.48 between aircraft and cu_birds.</p>"
-    )
-    return note + _table(pd.DataFrame(rows))
-
-
-def _networks_html(runs: list[Run], top: int) -> str:
-    parts = []
-    for run_index, run in enumerate(runs):
-        parts.append(f"<h3>{escape(run.label)}</h3>")
-        for env in run.envs:
-            figures = []
-            for network in best_networks(run, env, top):
-                svg = nsc_svg(network.nsc, uid=f"{run_index}-{env}-{network.rank}")
-                caption = (
-                    f"{ordinal(network.rank)}: early-stop accuracy {100 * network.accuracy:.2f}% "
-                    f"(reward {network.reward:.4f}, step {network.step})"
-                )
-                figures.append(
-                    f"<figure>{svg}<figcaption>{escape(caption)}<br><code>"
-                    f"{escape(network.nsc_json)}</code></figcaption></figure>"
-                )
-            body = "".join(figures) or "<p>no valid network</p>"
-            parts.append(f'<h4>{escape(env)}</h4><div class="networks">{body}</div>')
-    return "".join(parts)
-
-
-STYLE = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table.table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-table.table th, table.table td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
-.networks { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
-figure { margin: 0; max-width: 420px; } figcaption { font-size: 0.85em; } code { word-break: break-all; }
-p.note { color: #666; }
-"""
-
-
-def render_html(report: Report) -> str:
-    """The report as one HTML document with plotly.js inline."""
-    order = ["runs", "summary", *FIGURES, "wilcoxon", "networks", "table6"]
-    titles = {**{k: v[0] for k, v in report.sections.items()}, **FIGURES}
-    body, contents = [], []
-    for section_id in order:
-        if section_id in report.sections:
-            html = report.sections[section_id][1]
-        elif section_id in report.figures:
-            figure = report.figures[section_id]
-            html = (
-                f'<p class="note">Not shown: {escape(MISSING[section_id])}.</p>'
-                if figure is None
-                else pio.to_html(figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{section_id}")
-            )
-        else:
-            continue
-        contents.append(f'<li><a href="#{section_id}">{escape(titles[section_id])}</a></li>')
-        body.append(f'<section id="{section_id}"><h2>{escape(titles[section_id])}</h2>{html}</section>')
-    labels = ", ".join(run.label for run in report.runs)
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>sb3_nas report: {escape(labels)}</title>'
-        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>sb3_nas report</h1><p>{escape(labels)}; blocks of {report.block} episodes.</p>"
-        f"<ul>{''.join(contents)}</ul>{''.join(body)}</body></html>"
-    )
-
-
-def export_png(report: Report, html_path: Path) -> list[Path]:
-    """Each figure as ``<html stem>-<figure>.png`` when kaleido is installed; nothing otherwise."""
-    if importlib.util.find_spec("kaleido") is None:
-        return []
-    written = []
-    for figure_id, figure in report.figures.items():
-        if figure is None:
-            continue
-        path = html_path.with_name(f"{html_path.stem}-{figure_id}.png")
-        try:
-            figure.write_image(path, width=1200)
-        except Exception as error:  # kaleido needs a browser too; its failures take many forms
-            print(f"warning: PNG export skipped ({str(error).strip().splitlines()[0]})", file=sys.stderr)
-            break
-        written.append(path)
-    return written
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sb3_nas.report", description=__doc__)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m sb3_nas.report", description=__doc__)
     parser.add_argument(
         "runs", nargs="+", metavar="DIR", help="run folders of sb3_nas.train / sb3_nas.evaluate"
     )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="the HTML file (default DIR/report.html for one run, report.html for several)",
+    add_shared(
+        parser,
+        "out",
+        out={
+            "metavar": "FILE",
+            "help": f"the HTML file (default DIR/{REPORT_FILE} for one run, {REPORT_FILE} for several)",
+        },
     )
-    parser.add_argument("--block", type=positive_int, default=BLOCK, help="episodes per block (default 50)")
+    parser.add_argument(
+        "--block", type=positive_int, default=BLOCK, help=f"episodes per block (default {BLOCK})"
+    )
     parser.add_argument(
         "--top", type=positive_int, default=RETRAIN_TOP, help="networks drawn per environment"
     )
-    args = parser.parse_args(argv)
-    try:
-        runs = load_runs(args.runs)
-    except RunFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    out = (
-        Path(args.out)
-        if args.out
-        else (runs[0].path / "report.html" if len(runs) == 1 else Path("report.html"))
-    )
+    return parser
+
+
+def execute(args: argparse.Namespace) -> int:
+    runs = load_runs(args.runs)
+    default = runs[0].path / REPORT_FILE if len(runs) == 1 else Path(REPORT_FILE)
+    out = Path(args.out) if args.out else default
     report = build_report(runs, args.block, args.top)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(report), encoding="utf-8")
     pngs = export_png(report, out)
     print(f"report: {out.resolve()}" + (f" (+ {len(pngs)} PNG)" if pngs else ""))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), execute, argv)
 
 
 if __name__ == "__main__":

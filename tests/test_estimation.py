@@ -1,17 +1,24 @@
 """Performance estimation: the early-stop trainer, fidelities, and the memo in front of it (SPEC §4–§5)."""
 
+import dataclasses
+
 import pytest
+import torch
 
 from sb3_nas.estimation import (
     FIDELITIES,
+    Evaluation,
     PerformanceEstimator,
     RewardMemo,
     UnknownFidelityError,
     evaluate_nsc,
+    evaluate_plan,
     get_fidelity,
     prepare_data,
+    train_network,
 )
 from sb3_nas.estimation import trainer as trainer_module
+from sb3_nas.space import InvalidArchitecture, NSCNetwork, plan_network
 
 CHAIN3 = [(1, 1, 3, 0, 0), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)]
 
@@ -107,3 +114,63 @@ def test_memo_key_separates_datasets_and_fidelities(small_digits, tiny_fidelity,
     assert entry.dataset == "digits300" and entry.fidelity == "tiny@1"
     assert entry.dataset_fingerprint == small_digits.fingerprint
     assert entry.network == "1k3<0|2k2<1|1k1<2"
+
+
+def test_train_network_is_the_seeded_training_of_evaluate_plan(small_digits, tiny_fidelity):
+    data = prepare_data(small_digits, tiny_fidelity)
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    fidelity = tiny_fidelity.replace(seed=3)
+    with torch.random.fork_rng(devices=[]):  # what both must be: weights seeded by the fidelity, then trained
+        torch.manual_seed(fidelity.seed)
+        network = NSCNetwork(plan)
+        expected = trainer_module.train_and_score(network, data, fidelity)
+    n_params = sum(p.numel() for p in network.parameters())
+    rng = torch.get_rng_state()
+    trained = train_network(lambda: NSCNetwork(plan), data, fidelity)
+    evaluated = evaluate_plan(plan, data, fidelity)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG is untouched
+    assert trained.train_seconds > 0 and evaluated.train_seconds > 0
+    assert dataclasses.replace(trained, train_seconds=0.0) == Evaluation(expected, True, "", n_params, 0, 0.0)
+    assert dataclasses.replace(evaluated, train_seconds=0.0) == Evaluation(
+        expected, True, "", n_params, plan.flops, 0.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB"),
+            "training failed: CUDA out of memory.",
+        ),
+        (MemoryError(), "training failed: MemoryError"),
+        (FloatingPointError("the training loss diverged (non-finite)"), "training failed: the training loss"),
+    ],
+)
+def test_a_failed_training_is_an_invalid_evaluation(small_digits, tiny_fidelity, monkeypatch, error, reason):
+    data = prepare_data(small_digits, tiny_fidelity)
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    n_params = sum(p.numel() for p in NSCNetwork(plan).parameters())
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(trainer_module, "train_and_score", fail)
+    trained = train_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
+    assert trained.reason.startswith(reason) and "\n" not in trained.reason
+    assert (trained.accuracy, trained.valid, trained.n_params, trained.flops) == (0.0, False, n_params, 0)
+    assert trained.train_seconds > 0  # the time spent, for retraining's table
+    # evaluate_plan, as before: the plan's flops, and no training time for the memo
+    assert evaluate_plan(plan, data, tiny_fidelity) == Evaluation(
+        0.0, False, trained.reason, n_params, plan.flops
+    )
+
+
+def test_train_network_lets_an_unbuildable_network_raise(small_digits, tiny_fidelity):
+    def build():
+        raise InvalidArchitecture("too small")
+
+    rng = torch.get_rng_state()
+    with pytest.raises(InvalidArchitecture, match="too small"):
+        train_network(build, prepare_data(small_digits, tiny_fidelity), tiny_fidelity)
+    assert torch.equal(torch.get_rng_state(), rng)

@@ -9,11 +9,51 @@ import json
 import multiprocessing as mp
 import pickle
 import queue
+import sqlite3
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable
 
-from sb3_nas.estimation.memo import DEFAULT_MEMO_URL, MemoEntry, MemoError, RewardMemo, default_memo_url
+from sb3_nas import estimation
+from sb3_nas.estimation import memo as memo_module
+from sb3_nas.estimation.memo import (
+    DEFAULT_MEMO_URL,
+    MemoEntry,
+    MemoError,
+    RewardMemo,
+    database_url,
+    default_memo_url,
+    masked_url,
+)
+
+# The memo table's columns since the first release: (name, type); "key" is the primary key, none is nullable.
+# Existing databases, SQLite and PostgreSQL, have exactly these: the table must not drift from them.
+MEMO_COLUMN_TYPES = [
+    ("key", "VARCHAR(255)"),
+    ("dataset", "VARCHAR(255)"),
+    ("dataset_fingerprint", "VARCHAR(255)"),
+    ("fidelity", "VARCHAR(255)"),
+    ("network", "TEXT"),
+    ("nsc", "TEXT"),
+    ("accuracy", "FLOAT"),
+    ("valid", "BOOLEAN"),
+    ("reason", "TEXT"),
+    ("n_params", "BIGINT"),
+    ("flops", "BIGINT"),
+    ("train_seconds", "FLOAT"),
+    ("created_at", "FLOAT"),
+]
+# The SQLite table as the memo created it before its columns were derived from MemoEntry.
+LEGACY_SQLITE_DDL = """
+CREATE TABLE reward_memo (
+    "key" VARCHAR(255) NOT NULL, dataset VARCHAR(255) NOT NULL, dataset_fingerprint VARCHAR(255) NOT NULL,
+    fidelity VARCHAR(255) NOT NULL, network TEXT NOT NULL, nsc TEXT NOT NULL, accuracy FLOAT NOT NULL,
+    valid BOOLEAN NOT NULL, reason TEXT NOT NULL, n_params BIGINT NOT NULL, flops BIGINT NOT NULL,
+    train_seconds FLOAT NOT NULL, created_at FLOAT NOT NULL, PRIMARY KEY ("key")
+)
+"""
 
 
 def make_entry(key: str, accuracy: float = 0.5, **changes) -> MemoEntry:
@@ -220,3 +260,77 @@ def test_two_writer_processes_store_exactly_the_union(memo_path):
         # each process was told the entry that won, which is the one on disk
         assert all(final[key] == accuracy for key, accuracy in stored.items())
         assert all(final[key] == tag for key in stored.keys() - shared)
+
+
+def test_database_url_reads_a_plain_path_as_sqlite(tmp_path):
+    assert database_url("results/memo.sqlite") == "sqlite:///results/memo.sqlite"
+    assert database_url(tmp_path / "memo.sqlite") == f"sqlite:///{tmp_path / 'memo.sqlite'}"
+    for url in ("sqlite:///results/memo.sqlite", "sqlite://", "postgresql+psycopg2://u:pw@host:5432/nas"):
+        assert database_url(url) == url
+    assert estimation.database_url is database_url and estimation.masked_url is masked_url
+
+
+def test_masked_url_hides_only_the_password():
+    assert masked_url("postgresql://nas:s3cret@db.example.org:5432/memo") == (
+        "postgresql://nas:***@db.example.org:5432/memo"
+    )
+    assert masked_url("postgresql+psycopg2://nas:p%40ss@db/memo") == "postgresql+psycopg2://nas:***@db/memo"
+    for unchanged in (
+        "sqlite:///results/memo.sqlite",
+        "sqlite:////abs/path with space/memo.sqlite",
+        "sqlite:///C:\\memo\\memo.sqlite",  # rendering would percent-encode it
+        "sqlite://",
+        "postgresql://nas@db.example.org/memo",  # a user without a password
+        "results/memo.sqlite",  # not a URL
+        "",
+    ):
+        assert masked_url(unchanged) == unchanged
+
+
+def test_memo_repr_and_errors_hide_the_password():
+    with pytest.raises(MemoError) as info:
+        RewardMemo("nosuchdb://nas:s3cret@host/db")
+    assert "s3cret" not in str(info.value) and "nosuchdb://nas:***@host/db" in str(info.value)
+
+
+def test_the_table_keeps_its_column_types(memo_path):
+    """New databases get the same table as before, so old and new memo databases stay interchangeable."""
+    memo = RewardMemo(memo_path)
+    columns = sa.inspect(memo._engine).get_columns("reward_memo")
+    assert [(c["name"], str(c["type"])) for c in columns] == MEMO_COLUMN_TYPES
+    assert not any(c["nullable"] for c in columns)
+    assert sa.inspect(memo._engine).get_pk_constraint("reward_memo")["constrained_columns"] == ["key"]
+    ddl = str(CreateTable(memo_module._table).compile(dialect=postgresql.dialect()))
+    for name, column_type in MEMO_COLUMN_TYPES:
+        assert f"\t{name} {column_type} NOT NULL" in ddl
+    assert "PRIMARY KEY (key)" in ddl
+    assert [name for name, _ in MEMO_COLUMN_TYPES] == [f.name for f in dataclasses.fields(MemoEntry)]
+
+
+def test_a_memo_database_from_before_still_opens(memo_path):
+    memo_path.parent.mkdir(parents=True)
+    old = make_entry("old", flops=2**40)
+    with sqlite3.connect(memo_path) as conn:
+        conn.execute(LEGACY_SQLITE_DDL)
+        conn.execute(
+            "INSERT INTO reward_memo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dataclasses.astuple(old)
+        )
+    conn.close()
+    memo = RewardMemo(memo_path)
+    assert memo.get("old") == old
+    memo.put(make_entry("new", valid=False, reason="training failed: x"))
+    stored = {entry.key: entry for entry in RewardMemo(memo_path).entries()}
+    assert stored == {"old": old, "new": make_entry("new", valid=False, reason="training failed: x")}
+
+
+def test_csv_without_created_at_imports_with_now(tmp_path):
+    path = tmp_path / "no_time.csv"
+    names = [f.name for f in dataclasses.fields(MemoEntry) if f.name != "created_at"]
+    entry = make_entry("k")
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([names, [getattr(entry, name) for name in names]])
+    memo = RewardMemo("sqlite://")
+    assert memo.import_csv(path) == 1
+    (stored,) = memo.entries()
+    assert dataclasses.replace(stored, created_at=entry.created_at) == entry
+    assert stored.created_at > entry.created_at

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from sb3_nas import report
+from sb3_nas.analysis import report as report_library
 from sb3_nas.analysis import (
     action_proportions,
     best_networks,
@@ -21,8 +22,8 @@ from sb3_nas.analysis import (
     wilcoxon_actions,
 )
 from sb3_nas.analysis.run import EPISODE_COLUMNS, STEP_COLUMNS
-from sb3_nas.callbacks import EPISODE_COLUMNS as RECORDED_EPISODE_COLUMNS
-from sb3_nas.callbacks import STEP_COLUMNS as RECORDED_STEP_COLUMNS
+from sb3_nas.experiment import EPISODE_COLUMNS as RECORDED_EPISODE_COLUMNS
+from sb3_nas.experiment import STEP_COLUMNS as RECORDED_STEP_COLUMNS
 from sb3_nas.space import ACTION_NAMES, canonical_network, validate_nsc
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -64,7 +65,7 @@ def runs():
 
 @pytest.fixture(scope="module")
 def built(runs):
-    return report.build_report(runs, block=BLOCK)
+    return report_library.build_report(runs, block=BLOCK)
 
 
 def test_the_analysis_reads_only_recorded_columns():
@@ -74,7 +75,7 @@ def test_the_analysis_reads_only_recorded_columns():
 
 @pytest.mark.parametrize("metric", ["best_reward", "accumulated_reward", "length"])
 def test_episode_blocks_match_a_hand_computation(runs, built, metric):
-    figure = built.figures[report.EPISODE_FIGURES[metric]]
+    figure = built.figures[report_library.EPISODE_FIGURES[metric]]
     for run in runs:
         episodes = pd.read_csv(run.path / "episodes.csv")
         for axis, env in (("x", "digits"), ("x2", "photos")):
@@ -187,7 +188,7 @@ def test_report_html_has_every_figure_and_works_offline(tmp_path, capsys):
     assert report.main([str(META_A2C), str(RANDOM), "--out", str(out), "--block", str(BLOCK)]) == 0
     assert str(out.resolve()) in capsys.readouterr().out
     html = out.read_text(encoding="utf-8")
-    for figure_id in report.FIGURES:
+    for figure_id in report_library.FIGURES:
         assert f'id="fig-{figure_id}"' in html, figure_id
     for section in ("runs", "summary", "wilcoxon", "networks"):
         assert f'<section id="{section}">' in html
@@ -256,11 +257,11 @@ def test_png_export_when_kaleido_is_there(tmp_path, monkeypatch, built):
         importlib.util, "find_spec", lambda name: object() if name == "kaleido" else find_spec(name)
     )
     monkeypatch.setattr(go.Figure, "write_image", lambda self, path, **kw: Path(path).write_bytes(b"png"))
-    written = report.export_png(built, tmp_path / "r.html")
-    assert sorted(p.name for p in written) == sorted(f"r-{figure_id}.png" for figure_id in report.FIGURES)
+    written = report_library.export_png(built, tmp_path / "r.html")
+    assert sorted(p.name for p in written) == sorted(f"r-{figure_id}.png" for figure_id in report_library.FIGURES)
 
     def fail(self, path, **kw):
         raise RuntimeError("Kaleido requires Google Chrome to be installed")
 
     monkeypatch.setattr(go.Figure, "write_image", fail)
-    assert report.export_png(built, tmp_path / "s.html") == []  # a warning, not a crash
+    assert report_library.export_png(built, tmp_path / "s.html") == []  # a warning, not a crash

@@ -21,10 +21,23 @@ from sb3_nas.analysis.retraining import (
     train_candidate,
 )
 from sb3_nas.data import load_dataset
-from sb3_nas.estimation import get_fidelity, prepare_data
+from sb3_nas.estimation import PreparedData, get_fidelity, prepare_data
+from sb3_nas.estimation import trainer as trainer_module
 
 RANDOM = Path(__file__).parent / "fixtures" / "runs" / "random"  # train --algo random, digits,photos, tiny
 ARCHITECTURES = ["random (1st)", "random (2nd)", VGG_LABEL]
+DESIGNED = json.dumps([[1, 1, 3, 0, 0], [2, 1, 1, 1, 0], [3, 2, 2, 2, 0], [4, 1, 1, 3, 0]])
+UNBUILDABLE = json.dumps([[1, 2, 3, 0, 0], [2, 2, 3, 1, 0], [3, 2, 3, 2, 0], [4, 2, 3, 3, 0]])  # 12 px → 0
+ROW_KEYS = ["accuracy", "n_params", "train_seconds", "reason"]
+
+
+@pytest.fixture(scope="module")
+def few_digits() -> PreparedData:
+    """96 training and 48 test images of digits at the tiny fidelity: enough to check a training quickly."""
+    data = prepare_data(load_dataset("digits"), get_fidelity("tiny"))
+    return PreparedData(
+        data.train_x[:96], data.train_y[:96], data.test_x[:48], data.test_y[:48], data.n_classes
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +121,39 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert retrain.main([*argv, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("nsc", [DESIGNED, ""], ids=["designed", "vgg"])
+def test_train_candidate_is_a_seeded_training(few_digits, nsc):
+    candidate = Candidate("digits", "x", nsc)
+    fidelity = retrain_fidelity(get_fidelity("tiny"), 1, 4)
+    with torch.random.fork_rng(devices=[]):  # the training's definition: weights seeded by the fidelity
+        torch.manual_seed(fidelity.seed)
+        network = candidate.build(few_digits)
+        expected = trainer_module.train_and_score(network, few_digits, fidelity)
+    row = train_candidate(candidate, few_digits, fidelity)
+    assert list(row) == ROW_KEYS
+    assert row["accuracy"] == expected and row["reason"] == "" and row["train_seconds"] > 0
+    assert row["n_params"] == sum(p.numel() for p in network.parameters())
+
+
+def test_an_unbuildable_candidate_has_no_accuracy(few_digits):
+    row = train_candidate(Candidate("digits", "x", UNBUILDABLE), few_digits, get_fidelity("tiny"))
+    assert list(row) == ROW_KEYS and np.isnan(row["accuracy"])
+    assert (row["n_params"], row["train_seconds"]) == (0, 0.0)
+    assert row["reason"] == (
+        "not buildable on 12×12 images: "
+        "layer 3 (max-pooling 3) on a 1x1 input would produce a spatial size below 1"
+    )
+
+
+def test_a_failed_training_scores_zero_with_its_reason(few_digits, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
+
+    monkeypatch.setattr(trainer_module, "train_and_score", fail)
+    candidate = Candidate("digits", "x", DESIGNED)
+    row = train_candidate(candidate, few_digits, get_fidelity("tiny"))
+    assert list(row) == ROW_KEYS and row["train_seconds"] > 0
+    assert (row["accuracy"], row["reason"]) == (0.0, "training failed: CUDA out of memory.")
+    assert row["n_params"] == sum(p.numel() for p in candidate.build(few_digits).parameters())

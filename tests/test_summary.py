@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sb3_nas import summary as summary_command
 from sb3_nas.analysis import summary
 from sb3_nas.analysis.retraining import RESULT_COLUMNS, VGG_LABEL
-from sb3_nas.callbacks import EPISODE_COLUMNS, STEP_COLUMNS
+from sb3_nas.experiment import EPISODE_COLUMNS, STEP_COLUMNS
 
 REAL_MULTI_BRANCH = Path(__file__).parent / "fixtures" / "runs" / "meta_a2c_multi_branch"  # σ 0.1, real
 K, E = 7, 4  # --early-steps, --early-episodes: fewer than each environment has
@@ -172,7 +173,7 @@ def experiments(tmp_path_factory):
     (runs_dir / "exp1-report.html").write_text("<html>")
     keep = tmp_path_factory.mktemp("keep")
     argv = [str(runs_dir), "--out", str(keep), "--early-steps", str(K), "--early-episodes", str(E)]
-    assert summary.main(argv) == 0
+    assert summary_command.main(argv) == 0
     return runs_dir, keep, json.loads((keep / "summary.json").read_text()), expected
 
 
@@ -294,7 +295,7 @@ def test_files_over_1_mb_are_skipped_with_a_note(tmp_path, capsys):
 def test_absent_runs_are_reported_as_not_run(tmp_path):
     runs_dir = tmp_path / "runs"
     synthetic_run(runs_dir / "exp1-dqn", {"algo": "dqn"}, EXP1_ENVS, 10, random.Random(1), "dqn")
-    assert summary.main([str(runs_dir), "--out", str(tmp_path / "keep")]) == 0
+    assert summary_command.main([str(runs_dir), "--out", str(tmp_path / "keep")]) == 0
     markdown = (tmp_path / "keep" / "summary.md").read_text()
     for name in ("exp1-meta_a2c", "exp1-random", "exp2-meta_a2c", "exp2-dqn", "exp2-random"):
         assert f"Not run: {name}." in markdown
@@ -322,7 +323,7 @@ def test_a_broken_run_folder_is_a_one_line_error(tmp_path, capsys, broken, messa
     )
     (runs_dir / broken).mkdir(exist_ok=True)
     (runs_dir / broken / "config.yml").write_text("algo: random\n")
-    assert summary.main([str(runs_dir), "--out", str(tmp_path / "keep")]) == 2
+    assert summary_command.main([str(runs_dir), "--out", str(tmp_path / "keep")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "keep").exists()

@@ -21,10 +21,10 @@ import sqlalchemy as sa
 import yaml
 
 from sb3_nas import sweep
-from sb3_nas.callbacks import RunRecorder
+from sb3_nas.experiment import RunRecorder
 from sb3_nas.estimation import RewardMemo
-from sb3_nas.sweeps import SWEEPS, Objective, load_sweep, objective
-from sb3_nas.sweeps.study import PAPER_ATTR, SWEEP_ATTR
+from sb3_nas.tuning import SWEEPS, Objective, load_sweep, objective
+from sb3_nas.tuning.study import PAPER_ATTR, SWEEP_ATTR
 
 # Optuna 5's APIs only: a deprecated or experimental Optuna feature used by the sweep fails the test
 pytestmark = pytest.mark.filterwarnings(
@@ -39,7 +39,7 @@ SCORED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 def run_sweep(tmp: Path, *extra: str, config: Path = META_A2C, memo: str | None = None) -> int:
     storage = f"sqlite:///{tmp / 'optuna.sqlite'}"
     memo = memo or f"sqlite:///{tmp / 'memo.sqlite'}"
-    argv = ["--config", str(config), "--storage", storage, "--memo", memo, "--out", str(tmp / "runs")]
+    argv = ["--sweep", str(config), "--storage", storage, "--memo", memo, "--out", str(tmp / "runs")]
     return sweep.main([*argv, *TINY, *extra])
 
 
@@ -205,15 +205,15 @@ def test_optuna_dashboard_serves_the_study_and_its_trials(study_dir):
 
 
 def test_a_trial_that_crashes_is_failed_and_the_study_goes_on(tmp_path, shared_memo, monkeypatch, capsys):
-    real_run, calls = objective.train.run, []
+    real_run, calls = objective.run, []
 
-    def crash_first(config, progress=True, on_step=None):
-        calls.append(config.out)
+    def crash_first(config, out, progress=True, on_step=None):
+        calls.append(out)
         if len(calls) == 1:
             raise RuntimeError("out of memory (simulated)")
-        return real_run(config, progress, on_step)
+        return real_run(config, out, progress, on_step)
 
-    monkeypatch.setattr(objective.train, "run", crash_first)
+    monkeypatch.setattr(objective, "run", crash_first)
     assert run_sweep(tmp_path, "--n-trials", "2", memo=shared_memo) == 0
     states = [t.state for t in load(tmp_path).get_trials()]
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
@@ -330,7 +330,7 @@ def postgres_database():
 
 
 def test_two_workers_share_one_postgresql_study_and_memo(postgres_database, tmp_path):
-    argv = [sys.executable, "-m", "sb3_nas.sweep", "--config", str(META_A2C), "--storage", postgres_database,
+    argv = [sys.executable, "-m", "sb3_nas.sweep", "--sweep", str(META_A2C), "--storage", postgres_database,
             "--study-name", "workers", "--n-trials", "3", "--out", str(tmp_path / "runs"), *TINY]  # fmt: skip
     logs = [(tmp_path / f"worker{i}.out").open("w+") for i in range(2)]
     workers = [subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path) for log in logs]

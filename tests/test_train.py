@@ -3,10 +3,21 @@
 import pandas as pd
 import pytest
 import yaml
+from stable_baselines3 import DQN
 
 from sb3_nas import evaluate, train
-from sb3_nas.callbacks import EPISODE_COLUMNS, STEP_COLUMNS, RunRecorder
-from sb3_nas.config import load_hyperparams, resolve_fractions
+from sb3_nas.experiment import (
+    ALGOS,
+    EPISODE_COLUMNS,
+    PAPER_TIMESTEPS,
+    STEP_COLUMNS,
+    RunConfig,
+    RunRecorder,
+    load_hyperparams,
+    read_run_config,
+    resolve_fractions,
+    run,
+)
 
 ENVS, TIMESTEPS = "digits,faces", "10,6"
 
@@ -21,14 +32,14 @@ def run_cli(algo, out, memo_url, *extra):
     return train.main([*argv, "--memo", memo_url, "--no-progress", *extra])
 
 
-@pytest.mark.parametrize("algo", list(train.ALGOS))
+@pytest.mark.parametrize("algo", list(ALGOS))
 def test_every_algorithm_writes_the_run_files(algo, tmp_path, memo_url, capsys):
     extra = []
     if algo in ("ppo", "recurrent_ppo"):  # rollouts short enough to update within the tiny budget
         policy = "MlpLstmPolicy" if algo == "recurrent_ppo" else "MlpPolicy"
         conf = tmp_path / "conf.yml"
         conf.write_text(f"sb3_nas/NasChain-v0:\n  policy: {policy}\n  n_steps: 4\n  batch_size: 4\n")
-        extra = ["--conf", str(conf)]
+        extra = ["-conf", str(conf)]
     assert run_cli(algo, tmp_path, memo_url, *extra) == 0
     assert f"results: {tmp_path.resolve()}" in capsys.readouterr().out
     steps = pd.read_csv(tmp_path / "steps.csv")
@@ -90,22 +101,46 @@ def test_recorder_keeps_each_workers_episode_apart():
 
 
 def test_dqn_gets_the_paper_settings():
-    hyperparams = resolve_fractions(load_hyperparams("dqn", "sb3_nas/NasChain-v0", train.DQN), 6500)
+    hyperparams = resolve_fractions(load_hyperparams("dqn", "sb3_nas/NasChain-v0", DQN), 6500)
     assert hyperparams["buffer_size"] == 3250 and hyperparams["batch_size"] == 20
     assert (hyperparams["exploration_initial_eps"], hyperparams["exploration_final_eps"]) == (1.0, 0.1)
     assert hyperparams["exploration_fraction"] == 1.0 and hyperparams["learning_rate"] == 5e-4
     assert hyperparams["target_update_interval"] == 100
 
 
-def test_evaluate_runs_the_frozen_policy_on_unseen_tasks(tmp_path, memo_url, capsys):
-    assert run_cli("meta_a2c", tmp_path / "train", memo_url) == 0
-    model = tmp_path / "train" / "model.zip"
+@pytest.fixture(scope="module")
+def meta_run(tmp_path_factory, memo_url):
+    """A meta_a2c run at the tiny fidelity, σ 0.1 (its model is evaluated below)."""
+    out = tmp_path_factory.mktemp("meta") / "train"
+    assert run_cli("meta_a2c", out, memo_url, "--sigma", "0.1") == 0
+    return out
+
+
+def test_evaluate_runs_the_frozen_policy_on_unseen_tasks_as_its_run_did(meta_run, tmp_path, memo_url, capsys):
+    model = meta_run / "model.zip"
     before = model.read_bytes()
-    argv = ["--model", str(model), "--envs", "mnist", "--timesteps", "8", "--fidelity", "tiny"]
-    assert evaluate.main([*argv, "--memo", memo_url, "--out", str(tmp_path / "eval")]) == 0
+    capsys.readouterr()
+    argv = ["--model", str(model), "--envs", "mnist", "--timesteps", "8", "--memo", memo_url, "--no-progress"]
+    assert evaluate.main([*argv, "--out", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert f"fidelity tiny from the training run's {meta_run / 'config.yml'}" in out
+    assert "sigma 0.1 from the training run's" in out and "multi_branch False from" in out
     steps = pd.read_csv(tmp_path / "eval" / "steps.csv")
     assert list(steps.columns) == STEP_COLUMNS and len(steps) == 8 and set(steps["env"]) == {"mnist"}
     assert model.read_bytes() == before  # the policy is frozen
+    config = read_run_config(tmp_path / "eval")  # the same format as a training run's
+    assert config.frozen and config.model == str(model) and config.fidelity.name == "tiny"
+    assert (config.sigma, config.envs, config.timesteps) == (0.1, ("mnist",), (8,))
+
+
+def test_evaluate_says_which_setting_overrides_the_run(meta_run, tmp_path, memo_url, capsys):
+    argv = ["--model", str(meta_run / "model.zip"), "--envs", "mnist", "--timesteps", "3", "--memo", memo_url]
+    assert evaluate.main([*argv, "--fidelity", "tiny,epochs=2", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert "fidelity tiny,epochs=2 as given (overrides tiny of the training run's" in capsys.readouterr().out
+    assert read_run_config(tmp_path).fidelity.epochs == 2
+    argv = [*argv, "--multi-branch", "--no-progress", "--out", str(tmp_path / "mb")]
+    assert evaluate.main(argv) == 2
+    assert "was not trained on the multi-branch space" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -113,7 +148,12 @@ def test_evaluate_runs_the_frozen_policy_on_unseen_tasks(tmp_path, memo_url, cap
     [
         (["--algo", "sac"], "unknown algorithm 'sac'"),
         (["--envs", "digits,nope", "--timesteps", "5"], "unknown dataset 'nope'"),
-        (["--timesteps", "5,x"], "comma-separated integers"),
+        (["--timesteps", "5,x"], "argument --timesteps/-n: expected comma-separated integers or 'paper'"),
+        (["--timesteps", "paper", "--envs", "digits"], "the paper's budgets for meta_a2c are 8000/7000/7000"),
+        (["--seed", "x"], "argument --seed: invalid int value: 'x'"),
+        (["-params", "n_step:3"], "hyper-parameter override: unknown key(s) for meta_a2c: n_step"),
+        (["-params", "n_steps"], "expected key:value, got 'n_steps'"),
+        (["--sigma", "2"], "--sigma must lie in [0, 1]"),
         (["--envs", "digits,faces", "--timesteps", "1,2,3"], "one positive count per environment"),
         (["--fidelity", "huge"], "unknown fidelity 'huge'"),
         (["--fidelity", "cpu,batch=64"], "bad fidelity override 'batch=64'"),
@@ -131,8 +171,12 @@ def test_bad_options_give_one_line_errors(argv, message, tmp_path, memo_url, cap
 def test_config_with_unknown_keys_is_refused(tmp_path, capsys):
     conf = tmp_path / "bad.yml"
     conf.write_text("sb3_nas/NasChain-v0:\n  policy: MlpLstmPolicy\n  n_step: 5\n")
-    assert train.main(["--conf", str(conf), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown key(s) for meta_a2c on sb3_nas/NasChain-v0: n_step" in capsys.readouterr().err
+    assert train.main(["-conf", str(conf), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        f"config file {conf} on sb3_nas/NasChain-v0: unknown key(s) for meta_a2c: n_step"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "o").exists()  # nothing written before every input is checked
 
 
 def test_evaluate_refuses_missing_or_foreign_models(tmp_path, memo_url, capsys):
@@ -142,3 +186,51 @@ def test_evaluate_refuses_missing_or_foreign_models(tmp_path, memo_url, capsys):
     capsys.readouterr()
     assert evaluate.main(["--model", str(tmp_path / "dqn" / "model_digits.zip"), "--out", str(tmp_path)]) == 2
     assert "is not a MetaA2C model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("algo", "timesteps", "n_steps"), [("meta_a2c", (10, 12, 9), 5), ("a2c", (7, 6, 4), 3)]
+)
+def test_every_complete_rollout_inside_the_budget_is_trained_on(algo, timesteps, n_steps, tmp_path, memo_url):
+    envs = ["digits", "photos", "textures"]
+    config = RunConfig.create(algo, envs=envs, timesteps=timesteps, fidelity="tiny",
+                              memo=memo_url, hyperparams={"n_steps": n_steps})  # fmt: skip
+    result = run(config, tmp_path, progress=False)
+    assert result.n_updates == {env: t // n_steps for env, t in zip(config.envs, timesteps, strict=True)}
+    steps = pd.read_csv(tmp_path / "steps.csv")
+    assert steps.groupby("env", sort=False).size().tolist() == list(timesteps)  # and not a step more
+
+
+def test_dqn_updates_on_every_step_after_learning_starts_to_the_last(tmp_path, memo_url):
+    config = RunConfig.create("dqn", envs=["digits"], timesteps=10, fidelity="tiny", memo=memo_url,
+                              hyperparams={"learning_starts_fraction": 0.5})  # fmt: skip
+    assert run(config, tmp_path, progress=False).n_updates == {"digits": 5}  # steps 6 to 10
+
+
+def test_hyperparameter_overrides_reach_the_model_and_the_run_config(tmp_path, memo_url):
+    assert run_cli("meta_a2c", tmp_path, memo_url, "-params", "n_steps:3", "learning_rate:0.0005") == 0
+    config = read_run_config(tmp_path)
+    assert (
+        config.hyperparams["digits"]["n_steps"] == 3 and config.hyperparams["faces"]["learning_rate"] == 5e-4
+    )
+    assert config.hyperparams["digits"]["gamma"] == 0.9  # the zoo config's other values stay
+
+
+def test_the_papers_budgets_by_name():
+    def budgets(algo, envs=("a", "b", "c"), **kwargs):
+        return RunConfig.create(algo, envs=envs, timesteps="paper", fidelity="tiny", memo="sqlite://",
+                                check_data=False, **kwargs).timesteps  # fmt: skip
+
+    assert budgets("meta_a2c") == PAPER_TIMESTEPS["meta_a2c"] == (8000, 7000, 7000)
+    assert budgets("dqn") == budgets("random") == (6500, 5500, 7000)
+    assert budgets("meta_a2c", envs=("omniglot",), multi_branch=True) == (20000,)
+
+
+def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path, memo_url, capsys):
+    assert run_cli("random", tmp_path, memo_url) == 0
+    before = (tmp_path / "steps.csv").read_bytes()
+    assert run_cli("random", tmp_path, memo_url, "--seed", "1") == 2
+    assert f"{tmp_path} already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "steps.csv").read_bytes() == before
+    assert run_cli("random", tmp_path, memo_url, "--seed", "1", "--overwrite") == 0
+    assert read_run_config(tmp_path).seed == 1

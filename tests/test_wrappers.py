@@ -9,7 +9,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from sb3_nas.algos import MetaA2C
 from sb3_nas.envs import NasEnv
 from sb3_nas.estimation import PerformanceEstimator
-from sb3_nas.wrappers import MetaRLWrapper
+from sb3_nas.algos import MetaRLWrapper
 
 
 class CountdownEnv(gym.Env):

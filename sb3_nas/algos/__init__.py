@@ -1,6 +1,7 @@
-"""Search strategies: meta-A2C (§4.2.5) and random search (§6.1 baseline)."""
+"""Search strategies: meta-A2C (§4.2.5), its trial wrapper (§4.2.4) and random search (§6.1 baseline)."""
 
 from sb3_nas.algos.meta_a2c import MetaA2C
 from sb3_nas.algos.random_search import RandomSearch
+from sb3_nas.algos.wrappers import MetaRLWrapper
 
-__all__ = ["MetaA2C", "RandomSearch"]
+__all__ = ["MetaA2C", "MetaRLWrapper", "RandomSearch"]

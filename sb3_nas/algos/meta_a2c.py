@@ -24,6 +24,7 @@ from sb3_contrib.common.recurrent.type_aliases import (
 )
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
@@ -89,13 +90,18 @@ class MetaA2C(RecurrentPPO):
     :param ent_coef: η, the entropy regularization coefficient
     :param vf_coef: Value function coefficient for the loss calculation
     :param max_grad_norm: The maximum value for the gradient clipping
-    :param rms_prop_eps: RMSProp epsilon; used only when ``policy_kwargs`` names no ``optimizer_class``
+    :param rms_prop_eps: RMSProp epsilon, inside the square root of the default optimizer, SB3's
+        ``RMSpropTFLike`` (TensorFlow's RMSProp, as the reference); used only when ``policy_kwargs`` names no
+        ``optimizer_class``
     :param normalize_advantage: Whether to normalize or not the advantage (not in the paper)
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to
         average the reported success rate, mean episode length, and mean reward over
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation; merged over the paper's
-        architecture (one 128-unit LSTM shared by actor and critic, linear heads) and RMSProp
+        architecture (one 128-unit LSTM shared by actor and critic, linear heads). Without an
+        ``optimizer_class`` the optimizer is SB3's ``RMSpropTFLike`` (alpha 0.99, eps ``rms_prop_eps``,
+        weight_decay 0; any ``optimizer_kwargs`` given are replaced, as in SB3's A2C); a given
+        ``optimizer_class`` is used with the ``optimizer_kwargs`` given alongside it, untouched
     :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run.
@@ -139,8 +145,10 @@ class MetaA2C(RecurrentPPO):
             # §4.2.5: actor and critic share every parameter but their output layers
             policy_kwargs.update(shared_lstm=True, enable_critic_lstm=False)
         if "optimizer_class" not in policy_kwargs:
-            # RMSProp as in the reference A2C (and SB3's A2C with use_rms_prop)
-            policy_kwargs["optimizer_class"] = th.optim.RMSprop
+            # The reference's TensorFlow RMSProp (SPEC §13): its running average of squared gradients starts at
+            # one and its ε sits inside the square root; PyTorch's RMSprop starts at zero, so its first updates
+            # are about ten times larger. SB3's A2C kwargs for RMSProp, on the optimizer SB3 recommends for it.
+            policy_kwargs["optimizer_class"] = RMSpropTFLike
             policy_kwargs["optimizer_kwargs"] = dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0)
 
         # batch_size=None and n_epochs=1 describe the update below (one pass over the whole rollout);

@@ -8,20 +8,17 @@ fidelity with Adam and an exponentially decaying learning rate, several times wi
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
 
 from sb3_nas.analysis.run import Run
 from sb3_nas.analysis.stats import STD_DDOF, best_networks
 from sb3_nas.data import load_dataset
-from sb3_nas.estimation import Fidelity, PreparedData, prepare_data
-from sb3_nas.estimation.trainer import train_and_score
+from sb3_nas.estimation import Fidelity, PreparedData, prepare_data, train_network
 from sb3_nas.space import DROPOUT, InvalidArchitecture, build_network
 
 RETRAIN_EPOCHS = 100  # §6.1 Exp. 2
@@ -139,26 +136,27 @@ def retrain_fidelity(base: Fidelity, epochs: int, seed: int) -> Fidelity:
 
 
 def train_candidate(candidate: Candidate, data: PreparedData, fidelity: Fidelity) -> dict[str, object]:
-    """Train one candidate from scratch (weights and batch order seeded by ``fidelity.seed``) and score it."""
-    row: dict[str, object] = {"accuracy": float("nan"), "n_params": 0, "train_seconds": 0.0, "reason": ""}
-    start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(fidelity.seed)
-        try:
-            network = candidate.build(data)
-        except InvalidArchitecture as error:
-            row["reason"] = (
-                f"not buildable on {data.input_shape[1]}×{data.input_shape[2]} images: {error.reason}"
-            )
-            return row
-        row["n_params"] = sum(p.numel() for p in network.parameters())
-        try:
-            row["accuracy"] = train_and_score(network, data, fidelity)
-        except (FloatingPointError, RuntimeError, MemoryError) as error:
-            row["accuracy"] = 0.0  # as the early-stop estimator scores a failed training
-            row["reason"] = f"training failed: {(str(error).strip() or type(error).__name__).splitlines()[0]}"
-    row["train_seconds"] = time.perf_counter() - start
-    return row
+    """Train one candidate from scratch (weights and batch order seeded by ``fidelity.seed``) and score it.
+
+    :return: ``accuracy`` (NaN when the candidate cannot be built for ``data``'s images, 0 when its training
+        failed, as the early-stop estimator scores it), ``n_params``, ``train_seconds`` and ``reason``
+    """
+    try:
+        result = train_network(lambda: candidate.build(data), data, fidelity)
+    except InvalidArchitecture as error:
+        size = f"{data.input_shape[1]}×{data.input_shape[2]}"
+        return {
+            "accuracy": float("nan"),
+            "n_params": 0,
+            "train_seconds": 0.0,
+            "reason": f"not buildable on {size} images: {error.reason}",
+        }
+    return {
+        "accuracy": result.accuracy,
+        "n_params": result.n_params,
+        "train_seconds": result.train_seconds,
+        "reason": result.reason,
+    }
 
 
 def retrain(

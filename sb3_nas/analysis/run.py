@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from sb3_nas.envs import MULTI_BRANCH_ENV_ID
-from sb3_nas.errors import InputError
+from sb3_nas.experiment import CONFIG_FILE, PROGRESS_FILE, RunFolderError, read_config_file
+from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE
 from sb3_nas.space import N_CHAIN_ACTIONS, N_MULTI_BRANCH_ACTIONS
 
-# The columns the analysis reads: a subset of sb3_nas.callbacks.STEP_COLUMNS / EPISODE_COLUMNS, so a run
+# The columns the analysis reads: a subset of sb3_nas.experiment.STEP_COLUMNS / EPISODE_COLUMNS, so a run
 # from before a column was added (and not needed here) still loads.
 STEP_COLUMNS = ("env", "step", "episode", "action", "reward", "accuracy", "valid", "nsc")
 EPISODE_COLUMNS = ("env", "episode", "best_reward", "accumulated_reward", "length", "multi_branch")
-REQUIRED_FILES = ("config.yml", "steps.csv", "episodes.csv")
-PROGRESS_FILE = "progress.csv"  # optional: evaluation runs have none
-
-
-class RunFolderError(InputError):
-    """A run folder that cannot be read; the one-line message names the folder and what is missing."""
-
+REQUIRED_FILES = (CONFIG_FILE, STEPS_FILE, EPISODES_FILE)  # PROGRESS_FILE is optional: evaluations have none
 
 @dataclass
 class Run:
@@ -109,30 +102,15 @@ def load_run(path: str | Path, label: str = "") -> Run:
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise RunFolderError(f"run folder {folder} lacks {', '.join(missing)}")
-    try:
-        config = yaml.safe_load((folder / "config.yml").read_text()) or {}
-    except yaml.YAMLError as error:
-        raise RunFolderError(
-            f"run folder {folder}: config.yml is not valid YAML ({str(error).splitlines()[0]})"
-        ) from None
-    if not isinstance(config, dict):
-        raise RunFolderError(f"run folder {folder}: config.yml is not a mapping")
-    steps = read_table(folder / "steps.csv", STEP_COLUMNS, folder)
+    config = read_config_file(folder)
+    steps = read_table(folder / STEPS_FILE, STEP_COLUMNS, folder)
     if steps.empty:
         raise RunFolderError(f"run folder {folder}: steps.csv has no rows")
-    episodes = read_table(folder / "episodes.csv", EPISODE_COLUMNS, folder)
+    episodes = read_table(folder / EPISODES_FILE, EPISODE_COLUMNS, folder)
     progress = None
     if (folder / PROGRESS_FILE).is_file() and (folder / PROGRESS_FILE).stat().st_size > 0:
         progress = read_table(folder / PROGRESS_FILE, (), folder)
     return Run(folder, config, steps, episodes, progress, label)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:

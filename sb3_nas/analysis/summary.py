@@ -1,26 +1,21 @@
-"""``python -m sb3_nas.analysis.summary RUNS_DIR --out KEEP_DIR``: the reduced experiments' four answers.
+"""The reduced experiments' four answers (transfer, frozen policy, retraining, σ), from their run folders.
 
-Reads the run folders of ``benchmarks/reduced_experiments.sh`` under RUNS_DIR; writes KEEP_DIR/summary.md (per
-question a table and a statement computed from it) and KEEP_DIR/summary.json (the same numbers), and copies
-each run's small files (config.yml, episodes.csv, steps.csv, progress.csv; the retraining's table6.md and
-table6.csv) into KEEP_DIR/<run>/, skipping any over 1 MB. An absent run folder is reported as not run; one
-that exists but cannot be read stops the command with a one-line error (exit 2).
+``build_summary`` reads the run folders of ``benchmarks/reduced_experiments.sh`` (exp1-*, exp2-*, exp3-*); an
+absent one is reported as not run, one that exists but cannot be read raises ``RunFolderError``. The command
+is ``python -m sb3_nas.summary``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from sb3_nas.analysis.retraining import RESULT_COLUMNS, RETRAIN_DIR, VGG_LABEL, summarize
-from sb3_nas.analysis.run import Run, RunFolderError, load_run, positive_int, read_table
+from sb3_nas.analysis.run import Run, RunFolderError, load_run, read_table
 from sb3_nas.space import ACTIONS, ActionKind
 
 EARLY_STEPS, EARLY_EPISODES = 25, 10
@@ -299,35 +294,3 @@ def copy_kept_files(runs_dir: Path, keep_dir: Path) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         copied.append(Path(shutil.copy2(source, target)))
     return copied
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sb3_nas.analysis.summary", description=__doc__)
-    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="the folder of the exp1-*, exp2-*, exp3-* runs")
-    parser.add_argument("--out", required=True, metavar="KEEP_DIR", help="where the summary and files go")
-    first = {
-        "type": positive_int,
-        "help": "means over each environment's first %(metavar)s (default %(default)s)",
-    }
-    parser.add_argument("--early-steps", default=EARLY_STEPS, metavar="steps", **first)
-    parser.add_argument("--early-episodes", default=EARLY_EPISODES, metavar="episodes", **first)
-    args = parser.parse_args(argv)
-    runs_dir, keep_dir, early = Path(args.runs_dir), Path(args.out), (args.early_steps, args.early_episodes)
-    try:
-        if not runs_dir.is_dir():
-            raise RunFolderError(f"runs folder {runs_dir} does not exist")
-        sections = build_summary(runs_dir, *early)
-    except RunFolderError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    keep_dir.mkdir(parents=True, exist_ok=True)
-    (keep_dir / "summary.md").write_text(render_markdown(sections, runs_dir, early), encoding="utf-8")
-    data = json.dumps(summary_json(sections, early), indent=2, ensure_ascii=False, allow_nan=False)
-    (keep_dir / "summary.json").write_text(data + "\n", encoding="utf-8")
-    copied = copy_kept_files(runs_dir, keep_dir)
-    print(f"summary: {(keep_dir / 'summary.md').resolve()} (+ {len(copied)} files kept)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

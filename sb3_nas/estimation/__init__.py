@@ -10,8 +10,23 @@ from sb3_nas.estimation.fidelity import (
     get_fidelity,
     register_fidelity,
 )
-from sb3_nas.estimation.memo import DEFAULT_MEMO_URL, MemoEntry, MemoError, RewardMemo, default_memo_url
-from sb3_nas.estimation.trainer import Evaluation, PreparedData, evaluate_nsc, evaluate_plan, prepare_data
+from sb3_nas.estimation.memo import (
+    DEFAULT_MEMO_URL,
+    MemoEntry,
+    MemoError,
+    RewardMemo,
+    database_url,
+    default_memo_url,
+    masked_url,
+)
+from sb3_nas.estimation.trainer import (
+    Evaluation,
+    PreparedData,
+    evaluate_nsc,
+    evaluate_plan,
+    prepare_data,
+    train_network,
+)
 
 __all__ = [
     "AUTO",
@@ -30,13 +45,16 @@ __all__ = [
     "SpeedSettings",
     "UnknownFidelityError",
     "configure_threads",
+    "database_url",
     "default_memo_url",
     "evaluate_nsc",
     "evaluate_plan",
     "get_fidelity",
+    "masked_url",
     "memo_key",
     "open_memo",
     "prepare_data",
     "register_fidelity",
     "resolve_device",
+    "train_network",
 ]

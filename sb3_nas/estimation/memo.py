@@ -14,7 +14,8 @@ import dataclasses
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -79,29 +80,39 @@ class MemoEntry:
     created_at: float = field(default_factory=time.time)
 
 
-MEMO_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(MemoEntry))
-_FIELD_TYPES: dict[str, str] = {
-    f.name: getattr(f.type, "__name__", f.type) for f in dataclasses.fields(MemoEntry)
+_FIELDS = dataclasses.fields(MemoEntry)
+MEMO_COLUMNS: tuple[str, ...] = tuple(f.name for f in _FIELDS)
+_FIELD_TYPES: dict[str, type] = {
+    name: hint for name, hint in typing.get_type_hints(MemoEntry).items() if name in MEMO_COLUMNS
 }
+# CSV columns a table may lack: the fields with a default (created_at: then now)
+_OPTIONAL_COLUMNS = frozenset(
+    f.name
+    for f in _FIELDS
+    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+)
+
+# The column type of each field's Python type; the short identifiers of _SHORT_STRINGS are VARCHAR(255)
+# (indexable on every backend; ``key`` is the primary key), other text is TEXT. Existing databases keep the
+# table they were created with (there is no migration), so these stay as they are (tests/test_memo.py pins
+# them).
+_SQL_TYPES: dict[type, Callable[[], sa.types.TypeEngine[Any]]] = {
+    str: sa.Text,
+    float: sa.Float,
+    int: sa.BigInteger,
+    bool: sa.Boolean,
+}
+_SHORT_STRINGS = ("key", "dataset", "dataset_fingerprint", "fidelity")
+
+
+def _column(name: str) -> sa.Column[Any]:
+    short = name in _SHORT_STRINGS and _FIELD_TYPES[name] is str
+    column_type = sa.String(255) if short else _SQL_TYPES[_FIELD_TYPES[name]]()
+    return sa.Column(name, column_type, primary_key=name == "key", nullable=False)
+
 
 _metadata = sa.MetaData()
-_table = sa.Table(
-    TABLE_NAME,
-    _metadata,
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("dataset", sa.String(255), nullable=False),
-    sa.Column("dataset_fingerprint", sa.String(255), nullable=False),
-    sa.Column("fidelity", sa.String(255), nullable=False),
-    sa.Column("network", sa.Text, nullable=False),
-    sa.Column("nsc", sa.Text, nullable=False),
-    sa.Column("accuracy", sa.Float, nullable=False),
-    sa.Column("valid", sa.Boolean, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("n_params", sa.BigInteger, nullable=False),
-    sa.Column("flops", sa.BigInteger, nullable=False),
-    sa.Column("train_seconds", sa.Float, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
+_table = sa.Table(TABLE_NAME, _metadata, *(_column(name) for name in MEMO_COLUMNS))
 _SELECT_BY_KEY = sa.select(_table).where(_table.c.key == sa.bindparam("k"))
 
 
@@ -112,10 +123,20 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
-def _normalize_url(url: str | os.PathLike[str]) -> str:
-    """A plain filesystem path means SQLite at that path."""
+def database_url(url: str | os.PathLike[str]) -> str:
+    """``url`` as an SQLAlchemy URL: a plain filesystem path means SQLite at that path."""
     text = os.fspath(url)
     return text if "://" in text else f"sqlite:///{text}"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``, for messages; a text that is not a URL is
+    returned unchanged."""
+    try:
+        parsed = make_url(url)
+    except (SQLAlchemyError, ValueError, TypeError):
+        return url
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def _sqlite_file(url: URL) -> str | None:
@@ -147,22 +168,9 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _entry_from_row(row: Any) -> MemoEntry:
+    """The entry of a database row, each value as its field's Python type (drivers differ, e.g. 0/1)."""
     m = row._mapping
-    return MemoEntry(
-        key=m["key"],
-        dataset=m["dataset"],
-        dataset_fingerprint=m["dataset_fingerprint"],
-        fidelity=m["fidelity"],
-        network=m["network"],
-        nsc=m["nsc"],
-        accuracy=float(m["accuracy"]),
-        valid=bool(m["valid"]),
-        reason=m["reason"],
-        n_params=int(m["n_params"]),
-        flops=int(m["flops"]),
-        train_seconds=float(m["train_seconds"]),
-        created_at=float(m["created_at"]),
-    )
+    return MemoEntry(**{name: _FIELD_TYPES[name](m[name]) for name in MEMO_COLUMNS})
 
 
 def _parse_bool(text: str) -> bool:
@@ -181,14 +189,14 @@ def _parse_int(text: str) -> int:
         return int(float(text))  # e.g. "1200.0" written by a float column
 
 
-_PARSERS = {"str": str, "float": float, "int": _parse_int, "bool": _parse_bool}
+_PARSERS: dict[type, Callable[[str], Any]] = {str: str, float: float, int: _parse_int, bool: _parse_bool}
 
 
 def _entry_from_csv_row(row: dict[str, str]) -> MemoEntry:
     values: dict[str, Any] = {}
     for name in MEMO_COLUMNS:
-        if name == "created_at" and not row.get(name):
-            continue  # optional: a table from elsewhere may not record when it was made
+        if name in _OPTIONAL_COLUMNS and not row.get(name):
+            continue  # e.g. created_at: a table from elsewhere may not record when it was made
         if row.get(name) is None:
             raise ValueError(f"no value for {name}")
         values[name] = _PARSERS[_FIELD_TYPES[name]](row[name])
@@ -211,7 +219,7 @@ class RewardMemo:
     """
 
     def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
-        self.url = _normalize_url(default_memo_url() if url is None else url)
+        self.url = database_url(default_memo_url() if url is None else url)
         self._cache: dict[str, MemoEntry] = {}
         self._hits = 0
         self._misses = 0
@@ -222,7 +230,7 @@ class RewardMemo:
             parsed = make_url(self.url)
         except (SQLAlchemyError, ValueError) as err:
             raise MemoError(f"reward memo {self.url}: not a database URL ({_first_line(err)})") from None
-        self._shown_url = parsed.render_as_string(hide_password=True)
+        self._shown_url = masked_url(self.url)
         sqlite_file = _sqlite_file(parsed)
         if sqlite_file is not None:  # absolute, so a child process with another working directory agrees
             parsed = parsed.set(database=os.path.abspath(os.path.expanduser(sqlite_file)))
@@ -423,9 +431,8 @@ class RewardMemo:
         try:
             with open(path, newline="", encoding="utf-8") as f:
                 reader = csv.DictReader(f)
-                missing = [
-                    c for c in MEMO_COLUMNS if c != "created_at" and c not in (reader.fieldnames or [])
-                ]
+                present = set(reader.fieldnames or [])
+                missing = [c for c in MEMO_COLUMNS if c not in present and c not in _OPTIONAL_COLUMNS]
                 if missing:
                     raise self._fail(f"{shown} lacks columns {', '.join(missing)}")
                 entries = []

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,24 +185,51 @@ def evaluate_nsc(
     return evaluate_plan(plan, data, fidelity)
 
 
-def evaluate_plan(
-    plan: NetworkPlan, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
-) -> Evaluation:
-    """Train and score a planned network, turning failures (NaN, out of memory) into reward 0.
+def _failure_reason(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when it has none."""
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
 
-    ``settings``: how to run the training (``None``: the best for the data's device).
+
+def train_network(
+    build: Callable[[], nn.Module],
+    data: PreparedData,
+    fidelity: Fidelity,
+    settings: SpeedSettings | None = None,
+) -> Evaluation:
+    """Build a network with the torch RNG seeded by ``fidelity.seed``, train it and score it (§4.1.2).
+
+    The seeding happens on a private copy of the RNG: the same ``build``, data and fidelity give the same
+    accuracy, and the caller's RNG is left untouched. A training that fails (non-finite loss, out of memory)
+    gives an invalid :class:`Evaluation` with accuracy 0 and the reason ``training failed: <first line>``.
+    ``train_seconds`` is the time spent building and training, also for a failed training; ``flops`` is left
+    0 (a module alone does not tell it).
+
+    :param build: makes the untrained network; it may raise :class:`InvalidArchitecture`, which propagates
+    :param settings: how to run the training (``None``: the best for the data's device)
     """
     start = time.perf_counter()
-    # A private RNG: same network, data, fidelity and seed → same accuracy, and the agent's RNG is untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(fidelity.seed)
-        network = NSCNetwork(plan)
+        network = build()
         n_params = sum(p.numel() for p in network.parameters())
         try:
             accuracy = train_and_score(network, data, fidelity, settings)
         except (FloatingPointError, RuntimeError, MemoryError) as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             if data.train_x.is_cuda:
                 torch.cuda.empty_cache()  # an out-of-memory network must not starve the next one
-            return Evaluation(0.0, False, f"training failed: {reason}", n_params, plan.flops)
-    return Evaluation(accuracy, True, "", n_params, plan.flops, time.perf_counter() - start)
+            reason = f"training failed: {_failure_reason(error)}"
+            return Evaluation(0.0, False, reason, n_params, train_seconds=time.perf_counter() - start)
+    return Evaluation(accuracy, True, "", n_params, train_seconds=time.perf_counter() - start)
+
+
+def evaluate_plan(
+    plan: NetworkPlan, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
+) -> Evaluation:
+    """Train and score a planned network (:func:`train_network`), turning failures (NaN, out of memory)
+    into reward 0; a failed training records no training time.
+
+    ``settings``: how to run the training (``None``: the best for the data's device).
+    """
+    evaluation = train_network(lambda: NSCNetwork(plan), data, fidelity, settings)
+    seconds = evaluation.train_seconds if evaluation.valid else 0.0
+    return dataclasses.replace(evaluation, flops=plan.flops, train_seconds=seconds)

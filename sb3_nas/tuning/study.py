@@ -11,6 +11,7 @@ import json
 import random
 import secrets
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,13 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
-from sb3_nas.sweeps.spec import Sweep, SweepError, build
+from sb3_nas.estimation import database_url, masked_url
+from sb3_nas.tuning.spec import Sweep, SweepError, build
 
 DEFAULT_STORAGE = "sqlite:///results/optuna.sqlite"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 BUDGETED = (*FINISHED, TrialState.RUNNING)  # what counts against the budget (not enqueued, waiting trials)
+OBJECTIVE_NAME = "mean best reward of the last episodes"  # the dashboard's name of the value
 SWEEP_ATTR = "sweep"  # the study's user attribute holding Sweep.identity()
 PAPER_ATTR = "paper_values"  # the trial's user attribute marking the enqueued paper's values
 SQLITE_TIMEOUT_S = 60  # workers on one machine wait for each other's writes instead of failing
@@ -31,32 +34,19 @@ CONNECT_TIMEOUT_S = 10  # an unreachable server fails the command quickly
 CREATE_ATTEMPTS = 5
 
 
-def storage_url(url: str) -> str:
-    """A plain filesystem path means SQLite at that path."""
-    return url if "://" in url else f"sqlite:///{url}"
-
-
 def is_server_url(url: str) -> bool:
     """Whether ``url`` names a database server (PostgreSQL, MySQL, ...) rather than a SQLite file."""
-    return not storage_url(url).startswith("sqlite")
-
-
-def shown_url(url: str) -> str:
-    """``url`` with its password hidden, for printing."""
-    try:
-        return make_url(storage_url(url)).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return url
+    return not database_url(url).startswith("sqlite")
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url``, its tables created if absent (raises :class:`SweepError`)."""
-    url = storage_url(url)
+    url = database_url(url)
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise SweepError(f"study storage {url}: not a database URL") from None
-    shown = parsed.render_as_string(hide_password=True)
+    shown = masked_url(url)
     engine_kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
@@ -124,7 +114,11 @@ def create_or_resume(
             raise SweepError(f"study {name} minimises; a sweep maximises its objective") from None
         return study, False
     study.set_user_attr(SWEEP_ATTR, sweep.identity())
-    if sweep.enqueue_paper_values:
+    with warnings.catch_warnings():  # experimental in Optuna 5, and the only way to name the objective
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAME])
+    space = {p.name: p for p in sweep.search_space}
+    if sweep.enqueue_paper_values and all(space[k].contains(v) for k, v in sweep.paper_values.items()):
         study.enqueue_trial(dict(sweep.paper_values), user_attrs={PAPER_ATTR: True})
     return study, True
 

@@ -1,18 +1,23 @@
-"""Recording a NAS run: a row per step and per inner episode, and a progress bar with the best accuracy."""
+"""Recording a NAS run: a row per step and per inner episode, a progress bar with the best accuracy, and the
+budget: exactly t_max steps per environment, every complete rollout inside it trained on."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from tqdm.auto import tqdm
 
 STEP_COLUMNS = [
     "env", "step", "trial", "episode", "episode_step", "action", "reward", "accuracy", "valid", "memo_hit",
     "n_params", "nsc",
 ]  # fmt: skip
+STEPS_FILE, EPISODES_FILE = "steps.csv", "episodes.csv"
 EPISODE_COLUMNS = [
     "env",
     "episode",
@@ -33,8 +38,8 @@ class RunRecorder(BaseCallback):
 
     :param env_name: the dataset / environment name written in every row
     :param progress: a shared tqdm bar (or ``None``) updated every step with the best accuracy so far
-    :param max_steps: stop learning after this many steps (t_max), even inside a rollout, so every algorithm
-        spends exactly the same number of environment steps
+    :param max_steps: stop learning after this many steps (t_max), so every algorithm spends exactly the same
+        number of environment steps; a rollout the budget completes is still trained on, one it cuts is not
     """
 
     def __init__(
@@ -90,7 +95,50 @@ class RunRecorder(BaseCallback):
         for worker, (action, reward, info) in enumerate(
             zip(self.locals["actions"], self.locals["rewards"], self.locals["infos"], strict=True)
         ):
-            if self.max_steps is not None and len(self.steps) >= self.max_steps:
-                break  # the budget ends inside a vectorized step: the other workers' steps are not counted
+            if self.budget_spent:
+                return False  # the budget ends inside a vectorized step: other workers' steps do not count
             self.record(int(np.asarray(action).reshape(-1)[0]), float(reward), info, worker)
-        return self.max_steps is None or len(self.steps) < self.max_steps
+        # SB3 trains on a rollout only if the callback lets it finish: stop inside a rollout, never at its end
+        return not self.budget_spent or rollout_ends_here(self.locals)
+
+    @property
+    def budget_spent(self) -> bool:
+        """Whether t_max steps are recorded."""
+        return self.max_steps is not None and len(self.steps) >= self.max_steps
+
+
+def rollout_ends_here(local_vars: dict[str, Any]) -> bool:
+    """Whether the step SB3 is calling back from completes its rollout (after which it trains).
+
+    Reads the locals of ``collect_rollouts``: on-policy ``n_steps`` (counted after the callback) of
+    ``n_rollout_steps``; off-policy ``num_collected_steps`` (counted before it) or episodes of ``train_freq``.
+    """
+    if "n_rollout_steps" in local_vars:
+        return local_vars["n_steps"] + 1 >= local_vars["n_rollout_steps"]
+    train_freq = local_vars.get("train_freq")
+    if train_freq is None:
+        return False
+    if train_freq.unit == TrainFrequencyUnit.STEP:
+        return local_vars["num_collected_steps"] >= train_freq.frequency
+    episodes = local_vars["num_collected_episodes"] + int(np.sum(local_vars["dones"]))
+    return episodes >= train_freq.frequency
+
+
+def write_records(out: Path, recorders: list[RunRecorder]) -> None:
+    """``steps.csv`` and ``episodes.csv`` from the recorders (called even when a run is interrupted)."""
+    steps = [row for r in recorders for row in r.steps]
+    episodes = [row for r in recorders for row in sorted(r.episodes, key=lambda e: e["episode"])]
+    pd.DataFrame(steps, columns=STEP_COLUMNS).to_csv(out / STEPS_FILE, index=False)
+    pd.DataFrame(episodes, columns=EPISODE_COLUMNS).to_csv(out / EPISODES_FILE, index=False)
+
+
+def best_per_env(out: Path) -> str:
+    """Best accuracy per environment of a run folder, one line each."""
+    steps = pd.read_csv(out / STEPS_FILE)
+    lines = []
+    for env, rows in steps.groupby("env", sort=False):
+        best = rows.loc[rows["accuracy"].idxmax()]
+        hit_rate = rows["memo_hit"].mean()
+        lines.append(f"  {env}: best accuracy {best['accuracy']:.4f} at step {best['step']} "
+                     f"({len(rows)} steps, memo hit rate {hit_rate:.0%}) {best['nsc']}")  # fmt: skip
+    return "\n".join(lines)

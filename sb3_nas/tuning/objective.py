@@ -1,7 +1,7 @@
 """A trial: one run of the Experiment 1 protocol with the trial's hyper-parameters, scored and recorded.
 
 The value is the mean over environments of the mean best reward of each environment's last NAS episodes
-(:class:`~sb3_nas.sweeps.spec.Objective`). The same score, on the episodes finished so far, is reported at
+(:class:`~sb3_nas.tuning.spec.Objective`). The same score, on the episodes finished so far, is reported at
 evenly spaced steps so the study's pruner can stop a weak trial early. The run folder, the best architecture
 per environment and the memo hit rate become the trial's user attributes, also for a pruned or failed trial.
 """
@@ -19,10 +19,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from sb3_nas import train
-from sb3_nas.callbacks import RunRecorder
-from sb3_nas.config import resolve_fractions
-from sb3_nas.sweeps.spec import Objective, Sweep, SweepError
+from sb3_nas.experiment import RunConfig, RunRecorder, RunResult, run
+from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE
+from sb3_nas.tuning.spec import Objective, Sweep, SweepError
 
 
 def env_scores(episodes: Iterable[Mapping[str, Any]], last_episodes: int) -> dict[str, float]:
@@ -42,7 +41,7 @@ def objective_value(scores: Mapping[str, float], n_envs: int) -> float | None:
 
 
 class TrialReporter:
-    """A :data:`sb3_nas.train.StepHook` that reports the score so far to the trial and prunes it when told.
+    """A :data:`sb3_nas.experiment.StepHook` reporting the score so far to the trial, pruning it when told.
 
     Report ``k`` (from 1) of environment ``i`` (from 0) is step ``i * reports_per_env + k``, so every trial
     of a study reports at the same steps; a report is skipped until environment ``i`` has a finished episode,
@@ -72,21 +71,18 @@ class TrialReporter:
             raise optuna.TrialPruned(f"pruned at report {step} with {value:.4f}")
 
 
-def make_config(sweep: Sweep, params: Mapping[str, Any], out: Path, memo: str) -> train.RunConfig:
-    """The run of one trial: the training command's configuration, with the trial's hyper-parameters."""
-    timesteps = ",".join(map(str, sweep.timesteps))
-    argv = ["--algo", sweep.algo, "--envs", ",".join(sweep.envs), "--timesteps", timesteps, "--fidelity",
-            sweep.fidelity, "--seed", str(sweep.seed), "--out", str(out), "--memo", memo]  # fmt: skip
-    config = train.resolve(train.parse_args(argv))
-    for env, t_max in zip(config.envs, config.timesteps, strict=True):
-        config.hyperparams[env].update(resolve_fractions(dict(params), t_max))
-    return config
+def make_config(sweep: Sweep, params: Mapping[str, Any], memo: str, check_data: bool = False) -> RunConfig:
+    """The run of one trial: the sweep's run with the trial's hyper-parameters (checked, as every run is)."""
+    return RunConfig.create(
+        algo=sweep.algo, envs=sweep.envs, timesteps=sweep.timesteps, fidelity=sweep.fidelity, memo=memo,
+        seed=sweep.seed, device=sweep.device, hyperparams=params, check_data=check_data,
+    )  # fmt: skip
 
 
 def run_attrs(out: Path, objective: Objective) -> dict[str, Any]:
     """What a trial's run folder says: memo hit rate, best architecture and score per environment."""
-    steps = pd.read_csv(out / "steps.csv")
-    episodes = pd.read_csv(out / "episodes.csv")
+    steps = pd.read_csv(out / STEPS_FILE)
+    episodes = pd.read_csv(out / EPISODES_FILE)
     best = {}
     for env, rows in steps.groupby("env", sort=False):
         row = rows.loc[rows["accuracy"].idxmax()]
@@ -114,20 +110,29 @@ class TrialObjective:
         self.sweep, self.memo, self.out, self.progress = sweep, memo, out, progress
 
     def __call__(self, trial: optuna.Trial) -> float:
-        params = {p.name: p.suggest(trial) for p in self.sweep.params}
+        params = {p.name: p.suggest(trial) for p in self.sweep.search_space}
         out = self.out / f"trial-{trial.number:04d}"
-        config = make_config(self.sweep, params, out, self.memo)
+        config = make_config(self.sweep, params, self.memo)
         trial.set_user_attr("run_dir", str(out.resolve()))
         trial.set_user_attr("host", socket.gethostname())
         reporter = TrialReporter(trial, config.timesteps, self.sweep.objective)
         attrs: dict[str, Any] = {}
+        result: RunResult | None = None
         try:
-            train.run(config, progress=self.progress, on_step=reporter)
+            result = run(config, out, progress=self.progress, on_step=reporter)
         finally:  # a pruned or crashed run has written what it recorded: keep it with the trial
-            if (out / "steps.csv").is_file():
+            if (out / STEPS_FILE).is_file():
                 attrs = run_attrs(out, self.sweep.objective)
+                if result is not None:
+                    attrs["n_updates"] = result.n_updates
                 for key, value in attrs.items():
                     trial.set_user_attr(key, value)
+        untrained = result.untrained_envs(config)
+        if untrained:  # its score measures its initial policy, not the hyper-parameters: never the best trial
+            raise SweepError(
+                f"trial {trial.number}: the policy was never updated on {', '.join(untrained)} "
+                f"({', '.join(f'{k}={v}' for k, v in params.items())}); raise --timesteps"
+            )
         scores = attrs.get("env_scores", {})
         value = objective_value(scores, len(config.envs))
         if value is None:

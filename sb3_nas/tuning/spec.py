@@ -18,14 +18,13 @@ from typing import Any
 import optuna
 import yaml
 
-from sb3_nas.config import FRACTION_KEYS, load_hyperparams
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.envs import CHAIN_ENV_ID
 from sb3_nas.errors import InputError
-from sb3_nas.estimation import DEFAULT_FIDELITY
-from sb3_nas.train import ALGOS, REDUCED_TIMESTEPS
+from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY
+from sb3_nas.experiment import ALGOS, REDUCED_TIMESTEPS, accepted_keys, load_hyperparams
 
-SWEEPS = Path(__file__).resolve().parent.parent.parent / "sweeps"
+SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"  # shipped in the package; sweeps/ links to it
 DEFAULT_SWEEP = SWEEPS / "meta_a2c.yml"
 TOP_KEYS = {
     "algo",
@@ -43,6 +42,7 @@ PARAM_TYPES = ("int", "float", "categorical")
 DEFAULT_SAMPLER = {"name": "TPESampler"}
 DEFAULT_PRUNER = {"name": "MedianPruner"}
 DEFAULT_N_TRIALS = 20
+ROLLOUT_KEYS = ("n_steps",)  # a rollout longer than an environment's t_max never ends: no update is made
 
 
 class SweepError(InputError):
@@ -111,6 +111,7 @@ class Sweep:
     pruner: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_PRUNER))
     enqueue_paper_values: bool = False
     paper_values: dict[str, Any] = field(default_factory=dict)
+    device: str = AUTO  # where networks train: how fast, not what a trial scores, so not in the identity
 
     @property
     def name(self) -> str:
@@ -122,22 +123,44 @@ class Sweep:
         return {
             "algo": self.algo, "envs": list(self.envs), "timesteps": list(self.timesteps),
             "fidelity": self.fidelity, "seed": self.seed, "objective": asdict(self.objective),
-            "search_space": {p.name: p.describe() for p in self.params},
+            "search_space": {p.name: p.describe() for p in self.search_space},
         }  # fmt: skip
+
+    @property
+    def search_space(self) -> tuple[Param, ...]:
+        """The searched parameters, each rollout length capped at the smallest t_max of the run.
+
+        A rollout longer than an environment's budget never completes there, so its policy would never be
+        updated; such values are not sampled. Raises :class:`SweepError` when no value of a range can train.
+        """
+        budget = min(self.timesteps)
+        space = []
+        for param in self.params:
+            if param.name in ROLLOUT_KEYS and param.type == "int" and param.high > budget:
+                if param.low > budget:
+                    raise SweepError(
+                        f"sweep file {self.path}: every {param.name} of {param.describe()} exceeds the "
+                        f"budget of {budget} steps, so no trial would update its policy; raise --timesteps"
+                    )
+                param = dataclasses.replace(param, high=budget)
+            elif param.name in ROLLOUT_KEYS and param.type == "categorical":
+                fitting = tuple(c for c in param.choices if not _is_int(c) or c <= budget)
+                if not fitting:
+                    raise SweepError(f"sweep file {self.path}: no {param.name} choice fits {budget} steps")
+                param = dataclasses.replace(param, choices=fitting)
+            space.append(param)
+        return tuple(space)
 
     def replace(self, **changes: Any) -> Sweep:
         """A copy with some settings changed (the command line's ``--timesteps``, ``--fidelity``, ...)."""
-        return dataclasses.replace(self, **changes)
+        changed = dataclasses.replace(self, **changes)
+        changed.search_space  # noqa: B018  (a budget no rollout fits is refused now)
+        return changed
 
 
 def build(table: dict[str, Any], module: Any) -> Any:
     """An Optuna sampler or pruner from ``{"name": ClassName, **kwargs}``."""
     return getattr(module, table["name"])(**{k: v for k, v in table.items() if k != "name"})
-
-
-def accepted_params(algo: str) -> set[str]:
-    """The names a sweep may search for ``algo``: its constructor arguments and the zoo's fraction keys."""
-    return (set(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "env"}) | set(FRACTION_KEYS)
 
 
 def _is_int(value: Any) -> bool:
@@ -249,7 +272,7 @@ def load_sweep(path: str | Path) -> Sweep:
     space = top.get("search_space")
     if not isinstance(space, dict) or not space:
         raise reader.fail("search_space must map at least one hyper-parameter to its range")
-    unknown = sorted(set(map(str, space)) - accepted_params(algo))
+    unknown = sorted(set(map(str, space)) - accepted_keys(ALGOS[algo]))
     if unknown:
         raise reader.fail(f"unknown parameter(s) for {algo}: {', '.join(unknown)}")
     params = tuple(reader.param(str(name), value) for name, value in space.items())
@@ -268,7 +291,7 @@ def load_sweep(path: str | Path) -> Sweep:
         if not p.contains(paper_values[p.name]):
             raise reader.fail(f"the paper's {p.name} {paper_values[p.name]} lies outside {p.describe()}")
 
-    return Sweep(
+    sweep = Sweep(
         path=path,
         algo=algo,
         envs=tuple(envs),
@@ -287,3 +310,4 @@ def load_sweep(path: str | Path) -> Sweep:
         enqueue_paper_values=enqueue,
         paper_values=paper_values,
     )
+    return sweep.replace()  # checks that the file's own budget fits its rollout lengths

@@ -1,8 +1,8 @@
-"""Hyper-parameter studies with Optuna (SPEC §12): sweep files, the trial objective, the study's storage."""
+"""Hyper-parameter studies with Optuna: sweep files (`sweeps/`), the trial objective, the study storage."""
 
-from sb3_nas.sweeps.objective import TrialObjective, TrialReporter, env_scores, make_config, objective_value
-from sb3_nas.sweeps.spec import DEFAULT_SWEEP, SWEEPS, Objective, Param, Sweep, SweepError, load_sweep
-from sb3_nas.sweeps.study import (
+from sb3_nas.tuning.objective import TrialObjective, TrialReporter, env_scores, make_config, objective_value
+from sb3_nas.tuning.spec import DEFAULT_SWEEP, SWEEPS, Objective, Param, Sweep, SweepError, load_sweep
+from sb3_nas.tuning.study import (
     DEFAULT_STORAGE,
     FINISHED,
     create_or_resume,
@@ -10,7 +10,6 @@ from sb3_nas.sweeps.study import (
     open_storage,
     paper_trial,
     run_worker,
-    shown_url,
 )
 
 __all__ = [
@@ -33,5 +32,4 @@ __all__ = [
     "open_storage",
     "paper_trial",
     "run_worker",
-    "shown_url",
 ]

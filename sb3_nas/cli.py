@@ -1,0 +1,160 @@
+"""What the commands share: one spelling of each option, one error handler, and the ``sb3-nas`` dispatcher.
+
+Every command takes the options it needs from :data:`SHARED_OPTIONS`, so ``--envs``, ``--timesteps``,
+``--fidelity``, ``--memo``, ``--device``, ``--seed``, ``--out`` (``-f``) and ``--no-progress`` mean the same
+everywhere; hyper-parameters are overridden as rl-baselines3-zoo users type them (``-params n_steps:10``). Bad
+input of any kind ends in one ``error: …`` line and exit status 2. Only commands import this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from sb3_nas.errors import InputError, UsageError
+from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY, FIDELITIES
+from sb3_nas.experiment import PAPER, best_per_env
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+RUNS_DIR = Path("results") / "runs"
+COMMANDS = {  # sb3-nas COMMAND → the module whose main() runs it (also python -m sb3_nas.COMMAND)
+    "train": "sb3_nas.train",
+    "evaluate": "sb3_nas.evaluate",
+    "retrain": "sb3_nas.retrain",
+    "report": "sb3_nas.report",
+    "summary": "sb3_nas.summary",
+    "sweep": "sb3_nas.sweep",
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are a :class:`UsageError`, reported in one line like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,,c"`` → ``["a", "b", "c"]``: the comma-separated lists of every command."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def timesteps_value(text: str) -> str | list[int]:
+    """An argparse type: ``paper``, one count for every environment, or comma-separated counts."""
+    if text.strip() == PAPER:
+        return PAPER
+    try:
+        return [int(part) for part in split_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers or 'paper', got {text!r}"
+        ) from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def hyperparams_value(text: str) -> tuple[str, Any]:
+    """An argparse type: ``key:value``, the value read as YAML (``learning_rate:0.0005``, ``gamma:0.9``)."""
+    key, sep, raw = text.partition(":")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key:value, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"value of {key.strip()} is not readable: {raw!r}") from None
+
+
+# name → (flags, argparse keywords); a command picks the ones it takes and may change the default and help
+SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "envs": (("--envs",), {"type": split_list, "metavar": "DATASETS",
+                           "help": "datasets in order, comma-separated: built-in task names or .npz paths"}),
+    "timesteps": (("--timesteps", "-n"), {"type": timesteps_value, "metavar": "T",
+                                          "help": "t_max per environment: one count for all, one per "
+                                                  "environment (comma-separated), or 'paper'"}),
+    "fidelity": (("--fidelity",), {"default": DEFAULT_FIDELITY, "metavar": "NAME[,setting=value...]",
+                                   "help": f"how networks are trained and scored: {', '.join(FIDELITIES)}, "
+                                           "with optional overrides such as cpu,batch_size=64"}),
+    "memo": (("--memo",), {"metavar": "URL", "help": "reward memo: a SQLAlchemy URL or a file path "
+                                                    "(default $SB3_NAS_MEMO, else results/memo.sqlite)"}),
+    "device": (("--device",), {"default": AUTO, "help": "where networks train: auto (a GPU when there is "
+                                                        "one), cpu or cuda:N"}),
+    "seed": (("--seed",), {"type": int, "default": 0, "help": "random seed (default 0)"}),
+    "out": (("-f", "--out"), {"metavar": "DIR", "help": "output folder"}),
+    "no_progress": (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),
+    "hyperparams": (("-params", "--hyperparams"), {"type": hyperparams_value, "nargs": "+", "default": [],
+                                                    "metavar": "KEY:VALUE",
+                                                    "help": "hyper-parameters replacing the config file's, "
+                                                            "e.g. -params learning_rate:0.0005 n_steps:10"}),
+    "conf_file": (("-conf", "--conf-file"), {"metavar": "FILE", "help": "a hyper-parameter file in "
+                                                                        "rl-baselines3-zoo's format "
+                                                                        "(default zoo_configs/<algo>.yml)"}),
+    "overwrite": (("--overwrite",), {"action": "store_true", "help": "replace a run already in --out"}),
+}  # fmt: skip
+
+
+def add_shared(parser: argparse.ArgumentParser, *names: str, **changes: dict[str, Any]) -> None:
+    """Add the shared options ``names`` to ``parser``; ``changes[name]`` updates that option's keywords."""
+    for name in names:
+        flags, keywords = SHARED_OPTIONS[name]
+        parser.add_argument(*flags, dest=name, **{**keywords, **changes.get(name, {})})
+
+
+def default_out(name: str) -> Path:
+    """``results/runs/<name>-<time>``: a new run folder per run."""
+    return RUNS_DIR / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def print_results(title: str, out: Path) -> None:
+    """The closing lines of a run: the best accuracy per environment and where the results are."""
+    print(title)
+    print(best_per_env(out))
+    print(f"results: {out.resolve()}")
+
+
+def run_command(
+    parser: argparse.ArgumentParser, execute: Callable[[argparse.Namespace], int], argv: Sequence[str] | None
+) -> int:
+    """Parse ``argv`` and run ``execute``: bad input → one ``error:`` line and 2, Ctrl-C → 130."""
+    try:
+        return execute(parser.parse_args(argv))
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``sb3-nas COMMAND [options]``: the commands of ``python -m sb3_nas.COMMAND`` under one name."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: sb3-nas {{{','.join(COMMANDS)}}} [options]   (sb3-nas COMMAND --help for its options)"
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv else EXIT_USAGE
+    command, *rest = argv
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[command])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

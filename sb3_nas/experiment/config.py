@@ -1,0 +1,240 @@
+"""The run configuration: everything a run needs, resolved and checked once, and its one format on disk.
+
+A :class:`RunConfig` holds objects, not strings to re-parse (a :class:`~sb3_nas.estimation.Fidelity`, the
+memo's URL, per-environment hyper-parameters with the budget's fractions turned into counts). Commands and the
+Optuna objective build one with :meth:`RunConfig.create`; every reader of a run folder (evaluate, retrain,
+report, summary) reads the ``config.yml`` that :meth:`RunConfig.to_dict` wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sb3_nas.data import load_dataset
+from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
+from sb3_nas.errors import InputError, UsageError
+from sb3_nas.estimation import (
+    AUTO,
+    Fidelity,
+    RewardMemo,
+    default_memo_url,
+    get_fidelity,
+    masked_url,
+    open_memo,
+    resolve_device,
+)
+from sb3_nas.experiment.hyperparams import check_keys, load_hyperparams, resolve_fractions
+from sb3_nas.experiment.registry import ALGOS, META_RL_ALGOS, check_algo, resolve_timesteps
+
+CONFIG_FILE = "config.yml"
+FORMAT_VERSION = 2  # 1: the argparse namespaces written before the experiment layer (still read)
+
+
+class RunFolderError(InputError):
+    """A run folder that cannot be read; the one-line message names the folder and what is missing."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A checked run: which algorithm on which environments, for how long, scored how.
+
+    :param algo: a name of :data:`~sb3_nas.experiment.ALGOS`
+    :param envs: dataset names or paths, in the order the run visits them
+    :param timesteps: t_max per environment
+    :param fidelity: how each sampled network is trained and scored
+    :param memo: the reward memo's URL (its password, if any, is never written to a file)
+    :param seed: seeds the agent, the environments and the random search
+    :param multi_branch: the multi-branch space (Experiment 3) instead of chains
+    :param sigma: σ, the reward share of pointer shifts (§4.2.3)
+    :param device: where networks train: ``auto``, ``cpu`` or ``cuda:N``
+    :param n_envs: workers stepping at once, each in its own process
+    :param hyperparams: the algorithm's constructor arguments per environment (fractions resolved)
+    :param conf_file: the hyper-parameter file read, ``None`` for the shipped ``zoo_configs/<algo>.yml``
+    :param model: the frozen policy an evaluation run follows (Experiment 2), ``None`` for a training run
+    """
+
+    algo: str
+    envs: tuple[str, ...]
+    timesteps: tuple[int, ...]
+    fidelity: Fidelity
+    memo: str
+    seed: int = 0
+    multi_branch: bool = False
+    sigma: float = 0.0
+    device: str = AUTO
+    n_envs: int = 1
+    hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    conf_file: str | None = None
+    model: str | None = None
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id of the space searched: the key of the zoo config files."""
+        return MULTI_BRANCH_ENV_ID if self.multi_branch else CHAIN_ENV_ID
+
+    @property
+    def frozen(self) -> bool:
+        """Whether this is an evaluation of a frozen policy (``model``) rather than a training run."""
+        return self.model is not None
+
+    @property
+    def meta_rl(self) -> bool:
+        """Whether the algorithm sees the meta-RL inputs and keeps one policy across environments."""
+        return self.algo in META_RL_ALGOS
+
+    @classmethod
+    def create(
+        cls,
+        algo: str = "meta_a2c",
+        envs: Sequence[str] = (),
+        timesteps: str | int | Sequence[int] = (),
+        fidelity: str | Fidelity | None = None,
+        memo: str | RewardMemo | None = None,
+        seed: int = 0,
+        multi_branch: bool = False,
+        sigma: float = 0.0,
+        device: str = AUTO,
+        n_envs: int = 1,
+        conf_file: str | Path | None = None,
+        hyperparams: Mapping[str, Any] | None = None,
+        model: str | Path | None = None,
+        check_data: bool = True,
+    ) -> RunConfig:
+        """Resolve and check every setting, before any work (raises an :class:`~sb3_nas.errors.InputError`).
+
+        :param timesteps: ``"paper"`` for the paper's budgets, one count for every environment, or one each
+        :param hyperparams: overrides of the zoo config's values, applied to every environment (``-params``)
+        :param check_data: load every dataset now, so an unknown name fails before the first step
+        """
+        check_algo(algo)
+        envs = tuple(envs)
+        if not envs:
+            raise UsageError("--envs names no environment")
+        timesteps = resolve_timesteps(timesteps, len(envs), algo, multi_branch, model is not None)
+        fidelity = get_fidelity(fidelity)
+        resolve_device(device)
+        if not 0.0 <= sigma <= 1.0:
+            raise UsageError(f"--sigma must lie in [0, 1], got {sigma}")
+        if n_envs < 1:
+            raise UsageError(f"--n-envs must be at least 1, got {n_envs}")
+        if n_envs > 1 and algo in META_RL_ALGOS:
+            raise UsageError(f"{algo} is a one-worker algorithm (§4.2.5): --n-envs must be 1")
+        memo_url = memo_location(memo)
+        env_id = MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID
+        per_env: dict[str, dict[str, Any]] = {}
+        if model is None:
+            base = load_hyperparams(algo, env_id, ALGOS[algo], conf_file)
+            overrides = dict(hyperparams or {})
+            check_keys(overrides, algo, ALGOS[algo], "hyper-parameter override")
+            for env, t_max in zip(envs, timesteps, strict=True):
+                per_env[env] = resolve_fractions({**base, **overrides}, t_max)
+        config = cls(
+            algo=algo, envs=envs, timesteps=timesteps, fidelity=fidelity, memo=memo_url, seed=int(seed),
+            multi_branch=bool(multi_branch), sigma=float(sigma), device=str(device), n_envs=int(n_envs),
+            hyperparams=per_env, conf_file=None if conf_file is None else str(conf_file),
+            model=None if model is None else str(model),
+        )  # fmt: skip
+        if check_data:
+            for dataset in envs:
+                load_dataset(dataset)  # an unknown name or a broken file stops here, before any training
+        return config
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some fields changed (not re-checked: use :meth:`create` for new input)."""
+        return dataclasses.replace(self, **changes)
+
+    # -- on disk ------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML-safe form written to ``config.yml``; the memo URL's password is masked."""
+        return {
+            "format": FORMAT_VERSION,
+            "algo": self.algo,
+            "envs": list(self.envs),
+            "timesteps": list(self.timesteps),
+            "fidelity": self.fidelity.name,
+            "seed": self.seed,
+            "env_id": self.env_id,
+            "sigma": self.sigma,
+            "device": self.device,
+            "n_envs": self.n_envs,
+            "memo": masked_url(self.memo),
+            "conf_file": self.conf_file,
+            "hyperparams": {env: dict(values) for env, values in self.hyperparams.items()},
+            "frozen_policy": self.frozen,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, table: Mapping[str, Any], where: str = "config", memo: str | None = None) -> RunConfig:
+        """A configuration as written by :meth:`to_dict` (or by the commands before it, format 1).
+
+        The memo is ``memo`` when given, else the recorded URL when it holds no masked password, else the
+        default memo: a password is never read back from a file.
+        """
+        try:
+            envs = tuple(str(env) for env in table["envs"])
+            timesteps = tuple(int(t) for t in table["timesteps"])
+            fidelity = get_fidelity(str(table["fidelity"]))
+            recorded = str(table.get("memo") or "")
+            algo = str(table.get("algo", "meta_a2c"))
+            frozen = bool(table.get("frozen_policy", False))
+            config = cls(
+                algo=algo, envs=envs, timesteps=timesteps, fidelity=fidelity,
+                memo=memo or (recorded if recorded and "***" not in recorded else default_memo_url()),
+                seed=int(table.get("seed", 0)),
+                multi_branch=table.get("env_id", CHAIN_ENV_ID) == MULTI_BRANCH_ENV_ID,
+                sigma=float(table.get("sigma", 0.0)), device=str(table.get("device", AUTO)),
+                n_envs=int(table.get("n_envs", 1)), hyperparams=dict(table.get("hyperparams") or {}),
+                conf_file=table.get("conf_file", table.get("conf")),
+                model=str(table.get("model", "")) if frozen else None,
+            )  # fmt: skip
+        except KeyError as error:
+            raise RunFolderError(f"{where} names no {error.args[0]}") from None
+        except (TypeError, ValueError) as error:
+            if isinstance(error, InputError):
+                raise RunFolderError(f"{where}: {error}") from None
+            raise RunFolderError(f"{where} holds a malformed value ({error})") from None
+        return config
+
+    def write(self, folder: Path) -> Path:
+        """Write ``folder/config.yml``; returns its path."""
+        path = folder / CONFIG_FILE
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
+        return path
+
+
+def memo_location(memo: str | RewardMemo | None) -> str:
+    """The URL of ``memo`` (``None``: the default), opened once so that a bad location fails now."""
+    if isinstance(memo, RewardMemo):
+        return memo.url
+    opened = open_memo(memo)
+    opened.close()
+    return opened.url
+
+
+def read_config_file(folder: str | Path) -> dict[str, Any]:
+    """The raw table of ``folder/config.yml`` (raises :class:`RunFolderError` when missing or malformed)."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise RunFolderError(f"run folder {folder} lacks {CONFIG_FILE}")
+    try:
+        table = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise RunFolderError(
+            f"run folder {folder}: {CONFIG_FILE} is not valid YAML ({str(error).splitlines()[0]})"
+        ) from None
+    if not isinstance(table, dict):
+        raise RunFolderError(f"run folder {folder}: {CONFIG_FILE} is not a mapping")
+    return table
+
+
+def read_run_config(folder: str | Path, memo: str | None = None) -> RunConfig:
+    """The :class:`RunConfig` of a run folder."""
+    return RunConfig.from_dict(read_config_file(folder), f"run folder {folder}: {CONFIG_FILE}", memo)

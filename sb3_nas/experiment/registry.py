@@ -1,0 +1,75 @@
+"""The algorithms a run can use, by name, and the step budgets of the paper's experiments (§6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import A2C, DQN, PPO
+
+from sb3_nas.algos import MetaA2C, RandomSearch
+from sb3_nas.errors import UsageError
+
+ALGOS: dict[str, type] = {
+    "meta_a2c": MetaA2C,
+    "dqn": DQN,
+    "random": RandomSearch,
+    "a2c": A2C,
+    "ppo": PPO,
+    "recurrent_ppo": RecurrentPPO,
+}
+META_RL_ALGOS = frozenset({"meta_a2c"})  # see the meta-RL inputs and keep one policy across environments
+LEARNERS = frozenset(ALGOS) - {"random"}  # algorithms with a policy to update
+
+# t_max per environment of the paper (§6.1, §6.2), reachable as ``--timesteps paper``
+PAPER_TIMESTEPS = {"meta_a2c": (8000, 7000, 7000), "baseline": (6500, 5500, 7000)}  # Exp. 1
+PAPER_MULTI_BRANCH_TIMESTEPS = 20000  # Exp. 3, omniglot
+PAPER_EVALUATION_TIMESTEPS = 2000  # Exp. 2, the frozen policy on each held-out environment
+REDUCED_TIMESTEPS = (160, 140, 140)  # the paper's 8 : 7 : 7, a few minutes on two CPU cores
+PAPER = "paper"
+
+
+def check_algo(algo: str) -> str:
+    """``algo`` if it is registered (raises :class:`UsageError` naming the known ones)."""
+    if algo not in ALGOS:
+        raise UsageError(f"unknown algorithm {algo!r}; known: {', '.join(ALGOS)}")
+    return algo
+
+
+def paper_timesteps(
+    algo: str, n_envs: int, multi_branch: bool = False, frozen: bool = False
+) -> tuple[int, ...]:
+    """The paper's t_max on ``n_envs`` environments: Exp. 1 by algorithm, 2 (frozen) or 3 (multi-branch).
+
+    Random search and every other baseline learn from scratch on each environment, with DQN's budgets.
+    """
+    if frozen:
+        return (PAPER_EVALUATION_TIMESTEPS,) * n_envs
+    if multi_branch:
+        return (PAPER_MULTI_BRANCH_TIMESTEPS,) * n_envs
+    budgets = PAPER_TIMESTEPS.get(algo, PAPER_TIMESTEPS["baseline"])
+    if n_envs != len(budgets):
+        raise UsageError(
+            f"the paper's budgets for {algo} are {'/'.join(map(str, budgets))} on three environments; "
+            f"give --timesteps for {n_envs}"
+        )
+    return budgets
+
+
+def resolve_timesteps(
+    timesteps: str | int | Sequence[int],
+    n_envs: int,
+    algo: str,
+    multi_branch: bool = False,
+    frozen: bool = False,
+) -> tuple[int, ...]:
+    """t_max per environment from ``paper``, one count for all, or one count per environment."""
+    if timesteps == PAPER:
+        return paper_timesteps(algo, n_envs, multi_branch, frozen)
+    counts = [timesteps] if isinstance(timesteps, int) else list(timesteps)
+    if len(counts) == 1:
+        counts *= n_envs
+    if len(counts) != n_envs or not all(isinstance(t, int) and t >= 1 for t in counts):
+        shown = ",".join(map(str, timesteps)) if not isinstance(timesteps, int | str) else timesteps
+        raise UsageError(f"--timesteps needs one positive count per environment ({n_envs}), got {shown}")
+    return tuple(counts)

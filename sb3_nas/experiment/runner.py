@@ -1,0 +1,184 @@
+"""The run loop of the Experiment 1 protocol (§6.1) for any algorithm, and of the frozen policy (Exp. 2).
+
+meta_a2c goes through the environments as consecutive trials, its policy and optimizer carried from one to
+the next and its recurrent state zeroed at each new trial; every other algorithm learns afresh on each one.
+A frozen policy runs one trial per environment with fixed weights. Each run writes one run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.vec_env import VecEnv
+from tqdm.auto import tqdm
+
+from sb3_nas.algos import MetaA2C, RandomSearch
+from sb3_nas.errors import ModelError, UsageError
+from sb3_nas.estimation import RewardMemo, open_memo
+from sb3_nas.experiment.config import CONFIG_FILE, RunConfig
+from sb3_nas.experiment.environments import make_env, make_vec_env
+from sb3_nas.experiment.models import MODEL_FILE, load_model
+from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE, RunRecorder, write_records
+from sb3_nas.experiment.registry import ALGOS
+
+StepHook = Callable[[Sequence[RunRecorder]], None]
+PROGRESS_FILE = "progress.csv"  # SB3's csv logger
+RUN_FILES = (CONFIG_FILE, STEPS_FILE, EPISODES_FILE, PROGRESS_FILE, MODEL_FILE)
+
+
+@dataclass
+class RunResult:
+    """What a run left: its folder, its records, and the policy updates made on each environment."""
+
+    out: Path
+    recorders: list[RunRecorder] = field(default_factory=list)
+    n_updates: dict[str, int] = field(default_factory=dict)
+
+    def untrained_envs(self, config: RunConfig) -> list[str]:
+        """Environments on which a learning algorithm never updated its policy (the budget was too short)."""
+        if config.frozen or ALGOS[config.algo] is RandomSearch:
+            return []
+        return [env for env in config.envs if self.n_updates.get(env, 0) == 0]
+
+
+class _AfterStep(BaseCallback):
+    """Calls a :data:`StepHook` with the recorders after each step (each recorder records first)."""
+
+    def __init__(self, hook: StepHook, recorders: Sequence[RunRecorder]) -> None:
+        super().__init__()
+        self.hook, self.recorders = hook, recorders
+
+    def _on_step(self) -> bool:
+        self.hook(self.recorders)
+        return True
+
+
+def prepare_run_folder(out: Path, overwrite: bool = False) -> None:
+    """Create ``out``; a folder holding a run is refused unless ``overwrite``, which removes its run files."""
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    existing += sorted(p.name for p in out.glob("model_*.zip")) if out.is_dir() else []
+    if existing and not overwrite:
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(existing)}); choose another --out or --overwrite"
+        )
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in existing:
+        (out / name).unlink()
+
+
+def run(
+    config: RunConfig,
+    out: str | Path,
+    progress: bool = True,
+    on_step: StepHook | None = None,
+    overwrite: bool = False,
+) -> RunResult:
+    """Run ``config`` and write its run folder ``out``; returns what it did.
+
+    :param on_step: called after every environment step with the recorders so far, the current environment's
+        last (a hyper-parameter study reports intermediate values from it); an exception it raises ends the
+        run, whose steps and episodes so far are still written
+    :param overwrite: replace a run already in ``out`` (otherwise refused)
+    """
+    result = RunResult(Path(out))
+    model = load_model(config.model) if config.frozen else None  # a bad model file fails before any output
+    prepare_run_folder(result.out, overwrite)
+    config.write(result.out)
+    memo = open_memo(config.memo)
+    bar = tqdm(total=sum(config.timesteps), disable=not progress, desc=config.algo, unit="step")
+    logger = configure(str(result.out), ["csv"] + ([] if progress else ["stdout"]))
+    try:
+        if model is not None:
+            _run_frozen(config, model, memo, result, bar)
+        else:
+            _run_learning(config, memo, logger, result, bar, on_step)
+    finally:
+        bar.close()
+        write_records(result.out, result.recorders)
+    return result
+
+
+def _run_learning(
+    config: RunConfig,
+    memo: RewardMemo,
+    logger: Logger,
+    result: RunResult,
+    bar: tqdm,
+    on_step: StepHook | None,
+) -> None:
+    model = venv = None
+    try:
+        for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
+            recorder = RunRecorder(dataset, bar, max_steps=t_max)
+            result.recorders.append(recorder)
+            callback: BaseCallback = recorder
+            if on_step is not None:
+                callback = CallbackList([recorder, _AfterStep(on_step, result.recorders)])
+            venv = make_vec_env(config, dataset, memo, t_max)
+            if ALGOS[config.algo] is RandomSearch:
+                search = RandomSearch(venv, seed=config.seed)
+                search.logger = logger
+                search.learn(t_max, callback=callback)
+                venv.close()
+                continue
+            model = _learner(config, dataset, venv, model, logger)
+            updates_before = model._n_updates
+            # §4.2.4: a new environment is a new trial; a meta-RL learner keeps its weights and optimizer
+            reset = not (config.meta_rl and model.num_timesteps > 0)
+            model.learn(t_max, callback=callback, reset_num_timesteps=reset, log_interval=1)
+            result.n_updates[dataset] = model._n_updates - updates_before
+            venv.close()
+            if not config.meta_rl:
+                model.save(result.out / f"model_{dataset}.zip")
+    finally:
+        if model is not None and config.meta_rl:
+            model.save(result.out / MODEL_FILE)
+        if venv is not None:  # worker processes end with the run; after an interrupt they may be gone already
+            with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
+                venv.close()
+
+
+def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Logger):
+    """A new model for ``dataset``, or the meta-RL learner of the previous environment on its new one."""
+    if previous is not None and config.meta_rl:
+        previous.set_env(venv)
+        return previous
+    hyperparams = dict(config.hyperparams[dataset])
+    policy = hyperparams.pop("policy")
+    model = ALGOS[config.algo](policy, venv, seed=config.seed, **hyperparams)
+    model.set_logger(logger)
+    return model
+
+
+def _run_frozen(config: RunConfig, model: MetaA2C, memo: RewardMemo, result: RunResult, bar: tqdm) -> None:
+    for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
+        recorder = RunRecorder(dataset, bar)
+        result.recorders.append(recorder)
+        env = make_env(config, dataset, memo, t_max)
+        if env.observation_space != model.observation_space or env.action_space != model.action_space:
+            space = "multi-branch" if config.multi_branch else "chain"
+            raise ModelError(f"model {config.model} was not trained on the {space} space it is evaluated on")
+        run_frozen_trial(model, env, t_max, recorder, config.seed)
+
+
+def run_frozen_trial(model: MetaA2C, env, t_max: int, recorder: RunRecorder, seed: int) -> None:
+    """A trial of the frozen policy (§6.1, Exp. 2): state zeroed first, fixed weights, sampled actions."""
+    observation, _ = env.reset(seed=seed)
+    state, episode_start = None, np.ones((1,), dtype=bool)
+    for _ in range(t_max):
+        action, state = model.predict(
+            observation, state=state, episode_start=episode_start, deterministic=False
+        )
+        observation, reward, terminated, truncated, info = env.step(int(action))
+        recorder.record(int(action), reward, info)
+        episode_start = np.zeros((1,), dtype=bool)
+        if terminated or truncated:
+            break
