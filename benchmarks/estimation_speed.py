@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from sb3_nas.cli import split_list
 from sb3_nas.data import EVAL_TASKS, TRAIN_TASKS, load_dataset
 from sb3_nas.estimation import evaluate_nsc, get_fidelity, prepare_data
 
@@ -45,7 +46,7 @@ def main() -> None:
     print(f"fidelity {fidelity.id}: {fidelity.description}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'task':<12} {'layers':>6} {'median_s':>9} {'accuracy':>9} {'params':>10}")
-    for task in args.tasks.split(","):
+    for task in split_list(args.tasks):
         dataset = load_dataset(task)
         prepare_data(dataset, fidelity)
         evaluate_nsc(CHAINS[1], dataset, fidelity.replace(epochs=1))  # warm-up, not timed

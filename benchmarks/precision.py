@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from estimation_speed import CHAINS  # noqa: E402
 
+from sb3_nas.cli import split_list  # noqa: E402
 from sb3_nas.data import EVAL_TASKS, TRAIN_TASKS, load_dataset  # noqa: E402
 from sb3_nas.estimation import (  # noqa: E402
     SpeedSettings,
@@ -50,7 +51,7 @@ def main() -> None:
     print(f"{fidelity.id} on {device}, seeds 0..{args.seeds - 1}; accuracy mean (std) in points")
     print(f"{'task':<12} {'layers':>6} {'fp32':>13} {'bf16':>13} {'shift':>6}")
     shifts, spreads = [], []
-    for task in args.tasks.split(","):
+    for task in split_list(args.tasks):
         data = prepare_data(load_dataset(task), fidelity, device)
         for depth, nsc in CHAINS.items():
             plan = plan_network(nsc, data.input_shape, data.n_classes)

@@ -37,6 +37,7 @@ from estimation_speed import CHAINS  # noqa: E402
 from memo_steps import play  # noqa: E402
 from plain_loop import plain_train_and_score, to_float_datasets  # noqa: E402
 
+from sb3_nas.cli import split_list  # noqa: E402
 from sb3_nas.data import load_dataset  # noqa: E402
 from sb3_nas.envs import NasEnv  # noqa: E402
 from sb3_nas.estimation import (  # noqa: E402
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     fidelity = get_fidelity(args.fidelity or ("paper" if device.type == "cuda" else "cpu"))
     repeats = args.repeats or (2 if args.quick else 3)
-    workers = [int(w) for w in (args.workers or ("" if args.quick else "1,2,4")).split(",") if w]
+    workers = [int(w) for w in split_list(args.workers or ("" if args.quick else "1,2,4"))]
     configure_threads()  # every physical core for one trainer
     print(f"machine: {machine(device)}")
     print(f"fidelity {fidelity.id}: {fidelity.description}")

@@ -14,6 +14,7 @@ import argparse
 
 import numpy as np
 
+from sb3_nas.cli import split_list
 from sb3_nas.data import EVAL_TASKS, TRAIN_TASKS, describe_dataset
 from sb3_nas.estimation import PerformanceEstimator
 from sb3_nas.space import ACTIONS, NSC
@@ -38,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     print("| task | role | valid networks | invalid drawn | median | IQR (25%–75%) | min–max |")
     print("| --- | --- | ---: | ---: | ---: | --- | --- |")
-    for task in args.tasks.split(","):
+    for task in split_list(args.tasks):
         estimator = PerformanceEstimator(task, args.fidelity, args.memo)
         rng = np.random.default_rng(args.seed)
         accuracies, invalid = [], 0

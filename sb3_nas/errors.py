@@ -9,7 +9,7 @@ class InputError(ValueError):
 
 
 class UsageError(InputError):
-    """An option value that cannot be used (an unknown algorithm, a budget per environment that does not fit)."""
+    """An option value that cannot be used (an unknown algorithm, budgets that do not fit the envs)."""
 
 
 class ModelError(InputError):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sb3_nas.analysis import Run, RunFolderError, load_run
+from sb3_nas.analysis import load_run
 from sb3_nas.analysis.retraining import (
     RETRAIN_DIR,
     RETRAIN_EPOCHS,
@@ -25,17 +25,16 @@ from sb3_nas.analysis.retraining import (
     retrain,
     summarize,
 )
-from sb3_nas.analysis.run import positive_int
-from sb3_nas.data import DatasetError
-from sb3_nas.estimation import UnknownFidelityError, get_fidelity
+from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command
+from sb3_nas.estimation import get_fidelity
+from sb3_nas.experiment import RunFolderError
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m sb3_nas.retrain", description=__doc__)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m sb3_nas.retrain", description=__doc__)
     parser.add_argument(
         "--run", required=True, help="a run folder written by sb3_nas.train or sb3_nas.evaluate"
     )
-    parser.add_argument("--envs", default=None, help="only these of the run's environments, comma-separated")
     parser.add_argument(
         "--top", type=positive_int, default=RETRAIN_TOP, help="networks per environment (default 2)"
     )
@@ -45,52 +44,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--epochs", type=positive_int, default=RETRAIN_EPOCHS, help="epochs per training (default 100)"
     )
-    parser.add_argument(
-        "--fidelity", default=None, help="image size, split and optimiser (default: the run's)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first training; run k uses seed+k-1")
-    parser.add_argument("--out", default=None, help=f"output folder (default RUN/{RETRAIN_DIR})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    add_shared(parser, "envs", "fidelity", "device", "seed", "out", "no_progress",
+               envs={"help": "only these of the run's environments, comma-separated (default: all)"},
+               fidelity={"default": None, "help": "image size, split and optimiser (default: the run's)"},
+               seed={"help": "seed of the first training; training k uses seed+k-1 (default 0)"},
+               out={"help": f"output folder (default RUN/{RETRAIN_DIR})"})  # fmt: skip
+    return parser
 
 
-def _envs(run: Run, text: str | None) -> list[str]:
-    if text is None:
-        return run.envs
-    envs = [env.strip() for env in text.split(",") if env.strip()]
+def execute(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    fidelity_name = args.fidelity or run.fidelity
+    if fidelity_name is None:
+        raise RunFolderError(f"run folder {run.path}: config.yml names no fidelity; pass --fidelity")
+    fidelity = get_fidelity(fidelity_name)
+    envs = args.envs if args.envs is not None else run.envs
     unknown = [env for env in envs if env not in run.envs]
     if unknown or not envs:
         raise RunFolderError(
-            f"run folder {run.path} has no environment {', '.join(unknown) or repr(text)} "
+            f"run folder {run.path} has no environment {', '.join(unknown) or '(none given)'} "
             f"(it has {', '.join(run.envs)})"
         )
-    return envs
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run = load_run(args.run)
-        fidelity_name = args.fidelity or run.fidelity
-        if fidelity_name is None:
-            raise RunFolderError(f"run folder {run.path}: config.yml names no fidelity; pass --fidelity")
-        fidelity = get_fidelity(fidelity_name)
-        envs = _envs(run, args.envs)
-        total = len(candidates(run, args.top, envs)) * args.runs
-        with tqdm(total=total, desc="retrain", unit="training", disable=args.no_progress) as bar:
-            results = retrain(
-                run,
-                fidelity,
-                args.top,
-                args.runs,
-                args.epochs,
-                args.seed,
-                envs,
-                on_result=lambda row: bar.update(1),
-            )
-    except (RunFolderError, DatasetError, UnknownFidelityError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    total = len(candidates(run, args.top, envs)) * args.runs
+    with tqdm(total=total, desc="retrain", unit="training", disable=args.no_progress) as bar:
+        results = retrain(
+            run, fidelity, args.top, args.runs, args.epochs, args.seed, envs,
+            on_result=lambda row: bar.update(1), device=args.device,
+        )  # fmt: skip
     out = Path(args.out) if args.out else run.path / RETRAIN_DIR
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(results)
@@ -102,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"results: {out.resolve()}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), execute, argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from sb3_nas import report
-from sb3_nas.analysis import report as report_library
 from sb3_nas.analysis import (
     action_proportions,
     best_networks,
@@ -21,6 +20,7 @@ from sb3_nas.analysis import (
     nsc_svg,
     wilcoxon_actions,
 )
+from sb3_nas.analysis import report as report_library
 from sb3_nas.analysis.run import EPISODE_COLUMNS, STEP_COLUMNS
 from sb3_nas.experiment import EPISODE_COLUMNS as RECORDED_EPISODE_COLUMNS
 from sb3_nas.experiment import STEP_COLUMNS as RECORDED_STEP_COLUMNS
@@ -258,7 +258,8 @@ def test_png_export_when_kaleido_is_there(tmp_path, monkeypatch, built):
     )
     monkeypatch.setattr(go.Figure, "write_image", lambda self, path, **kw: Path(path).write_bytes(b"png"))
     written = report_library.export_png(built, tmp_path / "r.html")
-    assert sorted(p.name for p in written) == sorted(f"r-{figure_id}.png" for figure_id in report_library.FIGURES)
+    expected = sorted(f"r-{figure_id}.png" for figure_id in report_library.FIGURES)
+    assert sorted(p.name for p in written) == expected
 
     def fail(self, path, **kw):
         raise RuntimeError("Kaleido requires Google Chrome to be installed")

@@ -123,9 +123,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("nsc", [DESIGNED, ""], ids=["designed", "vgg"])
-def test_train_candidate_is_a_seeded_training(few_digits, nsc):
-    candidate = Candidate("digits", "x", nsc)
+def test_train_candidate_is_a_seeded_training(few_digits):
+    candidate = Candidate("digits", "x", DESIGNED)
     fidelity = retrain_fidelity(get_fidelity("tiny"), 1, 4)
     with torch.random.fork_rng(devices=[]):  # the training's definition: weights seeded by the fidelity
         torch.manual_seed(fidelity.seed)

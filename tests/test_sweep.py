@@ -21,10 +21,10 @@ import sqlalchemy as sa
 import yaml
 
 from sb3_nas import sweep
-from sb3_nas.experiment import RunRecorder
 from sb3_nas.estimation import RewardMemo
-from sb3_nas.tuning import SWEEPS, Objective, load_sweep, objective
-from sb3_nas.tuning.study import PAPER_ATTR, SWEEP_ATTR
+from sb3_nas.experiment import RunRecorder
+from sb3_nas.tuning import SWEEPS, Objective, SweepError, load_sweep, objective
+from sb3_nas.tuning.study import OBJECTIVE_NAME, PAPER_ATTR, SWEEP_ATTR
 
 # Optuna 5's APIs only: a deprecated or experimental Optuna feature used by the sweep fails the test
 pytestmark = pytest.mark.filterwarnings(
@@ -92,6 +92,7 @@ def test_the_study_holds_every_trial_with_its_run_and_the_papers_values_first(st
     assert trials[0].user_attrs[PAPER_ATTR] is True
     assert study.user_attrs[SWEEP_ATTR]["timesteps"] == [10, 10, 10]
     assert study.user_attrs[SWEEP_ATTR]["fidelity"] == "tiny"
+    assert study.metric_names == [OBJECTIVE_NAME]  # the dashboard names the value
     for trial in trials:
         run_dir = Path(trial.user_attrs["run_dir"])
         steps = pd.read_csv(run_dir / "steps.csv")
@@ -103,7 +104,8 @@ def test_the_study_holds_every_trial_with_its_run_and_the_papers_values_first(st
             assert best[env]["accuracy"] == pytest.approx(rows["accuracy"].max())
             assert json.dumps(best[env]["nsc"]) in set(rows["nsc"].map(lambda s: json.dumps(json.loads(s))))
         config = yaml.safe_load((run_dir / "config.yml").read_text())
-        assert config["hyperparams"]["digits"]["n_steps"] == trial.params["n_steps"]
+        assert config["hyperparams"]["digits"]["n_steps"] == trial.params["n_steps"] <= 10  # within t_max
+        assert trial.user_attrs["n_updates"] == {env: 10 // trial.params["n_steps"] for env in best}
         assert config["hyperparams"]["textures"]["learning_rate"] == pytest.approx(
             trial.params["learning_rate"]
         )
@@ -158,7 +160,10 @@ def test_a_study_is_not_resumed_with_another_budget(study_dir, capsys):
     ]
     assert sweep.main([*argv, "--memo", f"sqlite:///{study_dir / 'memo.sqlite'}"]) == 2
     err = capsys.readouterr().err
-    assert "study meta_a2c-tiny-10-10-10 was made with other timesteps" in err and err.count("\n") == 1
+    assert (
+        "study meta_a2c-tiny-10-10-10 was made with other search_space, timesteps" in err
+        and err.count("\n") == 1
+    )
 
 
 def _free_port() -> int:
@@ -351,3 +356,37 @@ def test_two_workers_share_one_postgresql_study_and_memo(postgres_database, tmp_
     assert len(table) > 0 and set(table["dataset"]) == {"digits", "photos", "textures"}
     assert not table.duplicated(["dataset_fingerprint", "fidelity", "network"]).any()
     assert table["key"].is_unique
+
+
+def test_rollout_lengths_are_sampled_within_the_budget_or_refused(tmp_path):
+    sweep_file = load_sweep(META_A2C)  # n_steps from 2 to 20
+    assert {p.name: p.high for p in sweep_file.replace(timesteps=(12, 7, 9)).search_space}["n_steps"] == 7
+    assert {p.name: p.high for p in sweep_file.search_space}["n_steps"] == 20  # the file's 140 steps fit
+    with pytest.raises(SweepError, match="every n_steps of int \\[2, 20\\] exceeds the budget of 1 steps"):
+        sweep_file.replace(timesteps=(1, 1, 1))
+
+
+def test_the_objective_builds_its_run_configuration_directly(shared_memo):
+    sweep_file = load_sweep(META_A2C).replace(timesteps=(10, 10, 10), fidelity="tiny")
+    config = objective.make_config(sweep_file, {"n_steps": 3, "learning_rate": 5e-4}, shared_memo)
+    assert config.fidelity.name == "tiny" and config.memo == shared_memo and config.timesteps == (10, 10, 10)
+    assert all(values["n_steps"] == 3 and values["gamma"] == 0.9 for values in config.hyperparams.values())
+
+
+def test_a_trial_whose_policy_never_updated_fails_and_is_never_best(tmp_path, shared_memo, capsys):
+    # learning starts after the whole budget: DQN never updates, its score is the initial policy's
+    untrained = write_sweep(
+        tmp_path,
+        algo="dqn",
+        enqueue_paper_values=False,
+        n_trials=2,
+        search_space={"learning_starts_fraction": {"type": "categorical", "choices": [1.0]}},
+    )
+    assert run_sweep(tmp_path, config=untrained, memo=shared_memo) == 0
+    study = load(tmp_path, "sweep-tiny-10-10-10")
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL] * 2
+    assert all(
+        t.user_attrs["n_updates"] == {"digits": 0, "photos": 0, "textures": 0} for t in study.get_trials()
+    )
+    out = capsys.readouterr().out
+    assert "2 finished trials (0 complete, 0 pruned, 2 failed)" in out and "best:" not in out

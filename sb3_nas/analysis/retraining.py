@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from sb3_nas.analysis.run import Run
@@ -168,16 +169,19 @@ def retrain(
     seed: int = 0,
     envs: list[str] | None = None,
     on_result: Callable[[dict[str, object]], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Retrain the best networks of ``run`` and the baseline ``runs`` times each (seeds seed, seed+1, …).
 
     :param fidelity: the image size, channels, split and optimiser (the run's fidelity by default)
     :param envs: the environments to retrain on (default: all of the run's)
+    :param device: where to train (``None``/``"auto"``: the GPU when there is one, else the CPU)
     :return: one row per training, ``RESULT_COLUMNS``
     """
     rows = []
     for candidate in candidates(run, top, envs):
-        data = prepare_data(load_dataset(candidate.env), fidelity)  # cached per dataset and fidelity
+        # cached per dataset, fidelity and device
+        data = prepare_data(load_dataset(candidate.env), fidelity, device)
         for index in range(runs):
             result = train_candidate(candidate, data, retrain_fidelity(fidelity, epochs, seed + index))
             row = {
