@@ -6,10 +6,9 @@ import pytest
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_nas.algos import MetaA2C
+from sb3_nas.algos import MetaA2C, MetaRLWrapper
 from sb3_nas.envs import NasEnv
 from sb3_nas.estimation import PerformanceEstimator
-from sb3_nas.algos import MetaRLWrapper
 
 
 class CountdownEnv(gym.Env):

@@ -19,6 +19,7 @@ STEP_COLUMNS = ("env", "step", "episode", "action", "reward", "accuracy", "valid
 EPISODE_COLUMNS = ("env", "episode", "best_reward", "accumulated_reward", "length", "multi_branch")
 REQUIRED_FILES = (CONFIG_FILE, STEPS_FILE, EPISODES_FILE)  # PROGRESS_FILE is optional: evaluations have none
 
+
 @dataclass
 class Run:
     """One run folder: its configuration and the step, episode and (optional) SB3 logger tables."""
