@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,10 +129,17 @@ def print_results(title: str, out: Path) -> None:
     print(f"results: {out.resolve()}")
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def run_command(
     parser: argparse.ArgumentParser, execute: Callable[[argparse.Namespace], int], argv: Sequence[str] | None
 ) -> int:
-    """Parse ``argv`` and run ``execute``: bad input → one ``error:`` line and 2, Ctrl-C → 130."""
+    """Parse ``argv`` and run ``execute``: bad input → one ``error:`` line and 2; Ctrl-C or SIGTERM → 130,
+    after the run has written what it recorded (SIGTERM is handled as Ctrl-C)."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return execute(parser.parse_args(argv))
     except InputError as error:
@@ -139,6 +148,9 @@ def run_command(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from sb3_nas.estimation import default_memo_url, masked_url
 from sb3_nas.experiment import resolve_timesteps
 from sb3_nas.tuning import (
     DEFAULT_STORAGE,
+    FAIL_ATTR,
     FINISHED,
     SWEEPS,
     Sweep,
@@ -119,6 +120,11 @@ def execute(args: argparse.Namespace) -> int:
         print("interrupted; the running trial is stored as failed, the study can be resumed", file=sys.stderr)
         return 130
     print(report(study, ran, args.storage))
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    if finished and all(trial.state == TrialState.FAIL for trial in finished):
+        reason = finished[-1].user_attrs.get(FAIL_ATTR, "see the log above")
+        print(f"error: every trial of study {study.study_name} failed (the last: {reason})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -382,11 +382,18 @@ def test_a_trial_whose_policy_never_updated_fails_and_is_never_best(tmp_path, sh
         n_trials=2,
         search_space={"learning_starts_fraction": {"type": "categorical", "choices": [1.0]}},
     )
-    assert run_sweep(tmp_path, config=untrained, memo=shared_memo) == 0
+    assert run_sweep(tmp_path, config=untrained, memo=shared_memo) == 1  # a study of failures is a failure
     study = load(tmp_path, "sweep-tiny-10-10-10")
     assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.FAIL] * 2
+    assert (
+        "the policy was never updated on digits, photos, textures"
+        in study.trials[0].user_attrs["fail_reason"]
+    )
     assert all(
         t.user_attrs["n_updates"] == {"digits": 0, "photos": 0, "textures": 0} for t in study.get_trials()
     )
-    out = capsys.readouterr().out
-    assert "2 finished trials (0 complete, 0 pruned, 2 failed)" in out and "best:" not in out
+    captured = capsys.readouterr()
+    assert (
+        "2 finished trials (0 complete, 0 pruned, 2 failed)" in captured.out and "best:" not in captured.out
+    )
+    assert captured.err.strip().splitlines()[-1].startswith("error: every trial of study sweep-tiny-10-10-10")

@@ -26,7 +26,13 @@ from sb3_nas.experiment.hyperparams import (
     resolve_fractions,
 )
 from sb3_nas.experiment.models import MODEL_FILE, load_model
-from sb3_nas.experiment.records import EPISODE_COLUMNS, STEP_COLUMNS, RunRecorder, best_per_env, write_records
+from sb3_nas.experiment.records import (
+    EPISODE_COLUMNS,
+    STEP_COLUMNS,
+    RecordWriter,
+    RunRecorder,
+    best_per_env,
+)
 from sb3_nas.experiment.registry import (
     ALGOS,
     LEARNERS,
@@ -63,6 +69,7 @@ __all__ = [
     "ConfigError",
     "RunConfig",
     "RunFolderError",
+    "RecordWriter",
     "RunRecorder",
     "RunResult",
     "StepHook",
@@ -81,5 +88,4 @@ __all__ = [
     "resolve_timesteps",
     "run",
     "run_frozen_trial",
-    "write_records",
 ]

@@ -1,9 +1,14 @@
-"""Recording a NAS run: a row per step and per inner episode, a progress bar with the best accuracy, and the
-budget: exactly t_max steps per environment, every complete rollout inside it trained on."""
+"""Recording a NAS run: a row per step and per inner episode, appended to the run folder as they happen,
+a progress bar with the best accuracy, and the budget: exactly t_max steps per environment, every complete
+rollout inside it trained on."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ from tqdm.auto import tqdm
 
 STEP_COLUMNS = [
     "env", "step", "trial", "episode", "episode_step", "action", "reward", "accuracy", "valid", "memo_hit",
-    "n_params", "nsc",
+    "n_params", "nsc", "reason",
 ]  # fmt: skip
 STEPS_FILE, EPISODES_FILE = "steps.csv", "episodes.csv"
 EPISODE_COLUMNS = [
@@ -29,6 +34,50 @@ EPISODE_COLUMNS = [
 ]
 
 
+class RecordWriter:
+    """Appends step and episode rows to a run folder's CSV files as they happen, flushed after each row, so a
+    killed run loses at most the step in flight.
+
+    :param out: the run folder
+    :param append: continue files a run already wrote (their headers are kept) instead of starting new ones
+    """
+
+    def __init__(self, out: Path, append: bool = False) -> None:
+        self.out = out
+        self._files = {}
+        for name, columns in ((STEPS_FILE, STEP_COLUMNS), (EPISODES_FILE, EPISODE_COLUMNS)):
+            path = out / name
+            header = not append or not path.is_file() or path.stat().st_size == 0
+            handle = path.open("a" if append else "w", newline="", encoding="utf-8")
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            if header:
+                writer.writeheader()
+                handle.flush()
+            self._files[name] = (handle, writer)
+
+    def write(self, name: str, row: dict[str, Any]) -> None:
+        """Append ``row`` to ``name`` (``steps.csv`` or ``episodes.csv``) and flush it to the system."""
+        handle, writer = self._files[name]
+        writer.writerow(row)
+        handle.flush()
+
+    def close(self) -> None:
+        """Close the files, then order ``episodes.csv`` by environment and episode (workers finish episodes
+        out of order); the rewrite replaces the file atomically."""
+        for handle, _ in self._files.values():
+            handle.close()
+        path = self.out / EPISODES_FILE
+        episodes = pd.read_csv(path)
+        if not episodes.empty:
+            order = {env: i for i, env in enumerate(pd.unique(episodes["env"]))}
+            episodes = episodes.sort_values(
+                ["env", "episode"], key=lambda c: c.map(order) if c.name == "env" else c
+            )
+            partial = path.with_suffix(".csv.partial")
+            episodes.to_csv(partial, index=False)
+            os.replace(partial, path)
+
+
 class RunRecorder(BaseCallback):
     """Collects ``steps.csv`` and ``episodes.csv`` rows from the infos of a NAS environment.
 
@@ -40,13 +89,20 @@ class RunRecorder(BaseCallback):
     :param progress: a shared tqdm bar (or ``None``) updated every step with the best accuracy so far
     :param max_steps: stop learning after this many steps (t_max), so every algorithm spends exactly the same
         number of environment steps; a rollout the budget completes is still trained on, one it cuts is not
+    :param writer: where each row is appended as it is recorded (``None``: kept in memory only)
     """
 
     def __init__(
-        self, env_name: str, progress: tqdm | None = None, max_steps: int | None = None, verbose: int = 0
+        self,
+        env_name: str,
+        progress: tqdm | None = None,
+        max_steps: int | None = None,
+        verbose: int = 0,
+        writer: RecordWriter | None = None,
     ) -> None:
         super().__init__(verbose)
         self.env_name = env_name
+        self.writer = writer
         self.max_steps = max_steps
         self.progress = progress
         self.steps: list[dict[str, Any]] = []
@@ -75,8 +131,10 @@ class RunRecorder(BaseCallback):
             "episode": episode["episode"], "episode_step": info.get("episode_step", episode["length"] + 1),
             "action": int(action), "reward": float(reward), "accuracy": float(info.get("accuracy", 0.0)),
             "valid": bool(info.get("valid", True)), "memo_hit": bool(info.get("memo_hit", False)),
-            "n_params": int(info.get("n_params", 0)), "nsc": nsc,
+            "n_params": int(info.get("n_params", 0)), "nsc": nsc, "reason": str(info.get("reason", "")),
         })  # fmt: skip
+        if self.writer is not None:
+            self.writer.write(STEPS_FILE, self.steps[-1])
         episode["length"] += 1
         episode["accumulated_reward"] += float(reward)
         if reward > episode["best_reward"]:
@@ -87,6 +145,8 @@ class RunRecorder(BaseCallback):
         if info.get("ended_by"):
             self.episodes.append(episode)
             del self._open[worker]
+            if self.writer is not None:
+                self.writer.write(EPISODES_FILE, episode)
         if self.progress is not None:
             self.progress.update(1)
             self.progress.set_postfix_str(f"{self.env_name} best={self.best_accuracy:.3f}", refresh=False)
@@ -124,14 +184,6 @@ def rollout_ends_here(local_vars: dict[str, Any]) -> bool:
     return episodes >= train_freq.frequency
 
 
-def write_records(out: Path, recorders: list[RunRecorder]) -> None:
-    """``steps.csv`` and ``episodes.csv`` from the recorders (called even when a run is interrupted)."""
-    steps = [row for r in recorders for row in r.steps]
-    episodes = [row for r in recorders for row in sorted(r.episodes, key=lambda e: e["episode"])]
-    pd.DataFrame(steps, columns=STEP_COLUMNS).to_csv(out / STEPS_FILE, index=False)
-    pd.DataFrame(episodes, columns=EPISODE_COLUMNS).to_csv(out / EPISODES_FILE, index=False)
-
-
 def best_per_env(out: Path) -> str:
     """Best accuracy per environment of a run folder, one line each."""
     steps = pd.read_csv(out / STEPS_FILE)
@@ -141,4 +193,15 @@ def best_per_env(out: Path) -> str:
         hit_rate = rows["memo_hit"].mean()
         lines.append(f"  {env}: best accuracy {best['accuracy']:.4f} at step {best['step']} "
                      f"({len(rows)} steps, memo hit rate {hit_rate:.0%}) {best['nsc']}")  # fmt: skip
+        invalid = rows[~rows["valid"].astype(bool)]
+        if len(invalid) and "reason" in rows:
+            reasons = Counter(invalid["reason"].fillna("").map(reason_kind))
+            counted = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common())
+            lines.append(f"    {len(invalid)} networks scored 0: {counted}")
     return "\n".join(lines)
+
+
+def reason_kind(reason: str) -> str:
+    """A reason for reward 0 without what differs per network (numbers, parentheses): its kind."""
+    kind = re.sub(r"\s+", " ", re.sub(r"\d+", "N", re.sub(r"\([^)]*\)", "", reason))).strip()
+    return kind or "unknown"

@@ -8,6 +8,7 @@ A frozen policy runs one trial per environment with fixed weights. Each run writ
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from sb3_nas.estimation import RewardMemo, open_memo
 from sb3_nas.experiment.config import CONFIG_FILE, RunConfig
 from sb3_nas.experiment.environments import make_env, make_vec_env
 from sb3_nas.experiment.models import MODEL_FILE, load_model
-from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE, RunRecorder, write_records
+from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE, RecordWriter, RunRecorder
 from sb3_nas.experiment.registry import ALGOS
 
 StepHook = Callable[[Sequence[RunRecorder]], None]
@@ -69,7 +70,12 @@ def prepare_run_folder(out: Path, overwrite: bool = False) -> None:
         )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {out}: the folder is not writable")
     for name in existing:
         (out / name).unlink()
 
@@ -93,16 +99,18 @@ def run(
     prepare_run_folder(result.out, overwrite)
     config.write(result.out)
     memo = open_memo(config.memo)
+    writer = RecordWriter(result.out)
     bar = tqdm(total=sum(config.timesteps), disable=not progress, desc=config.algo, unit="step")
     logger = configure(str(result.out), ["csv"] + ([] if progress else ["stdout"]))
     try:
         if model is not None:
-            _run_frozen(config, model, memo, result, bar)
+            _run_frozen(config, model, memo, result, bar, writer)
         else:
-            _run_learning(config, memo, logger, result, bar, on_step)
+            _run_learning(config, memo, logger, result, bar, on_step, writer)
     finally:
         bar.close()
-        write_records(result.out, result.recorders)
+        writer.close()
+        logger.close()
     return result
 
 
@@ -113,11 +121,12 @@ def _run_learning(
     result: RunResult,
     bar: tqdm,
     on_step: StepHook | None,
+    writer: RecordWriter,
 ) -> None:
     model = venv = None
     try:
         for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
-            recorder = RunRecorder(dataset, bar, max_steps=t_max)
+            recorder = RunRecorder(dataset, bar, max_steps=t_max, writer=writer)
             result.recorders.append(recorder)
             callback: BaseCallback = recorder
             if on_step is not None:
@@ -158,9 +167,11 @@ def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Lo
     return model
 
 
-def _run_frozen(config: RunConfig, model: MetaA2C, memo: RewardMemo, result: RunResult, bar: tqdm) -> None:
+def _run_frozen(
+    config: RunConfig, model: MetaA2C, memo: RewardMemo, result: RunResult, bar: tqdm, writer: RecordWriter
+) -> None:
     for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
-        recorder = RunRecorder(dataset, bar)
+        recorder = RunRecorder(dataset, bar, writer=writer)
         result.recorders.append(recorder)
         env = make_env(config, dataset, memo, t_max)
         if env.observation_space != model.observation_space or env.action_space != model.action_space:

@@ -1,6 +1,13 @@
 """Hyper-parameter studies with Optuna: sweep files (`sweeps/`), the trial objective, the study storage."""
 
-from sb3_nas.tuning.objective import TrialObjective, TrialReporter, env_scores, make_config, objective_value
+from sb3_nas.tuning.objective import (
+    FAIL_ATTR,
+    TrialObjective,
+    TrialReporter,
+    env_scores,
+    make_config,
+    objective_value,
+)
 from sb3_nas.tuning.spec import DEFAULT_SWEEP, SWEEPS, Objective, Param, Sweep, SweepError, load_sweep
 from sb3_nas.tuning.study import (
     DEFAULT_STORAGE,
@@ -15,6 +22,7 @@ from sb3_nas.tuning.study import (
 __all__ = [
     "DEFAULT_STORAGE",
     "DEFAULT_SWEEP",
+    "FAIL_ATTR",
     "FINISHED",
     "SWEEPS",
     "Objective",

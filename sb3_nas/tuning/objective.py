@@ -23,6 +23,8 @@ from sb3_nas.experiment import RunConfig, RunRecorder, RunResult, run
 from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE
 from sb3_nas.tuning.spec import Objective, Sweep, SweepError
 
+FAIL_ATTR = "fail_reason"  # the user attribute of a failed trial: why it failed
+
 
 def env_scores(episodes: Iterable[Mapping[str, Any]], last_episodes: int) -> dict[str, float]:
     """Per environment, in order of appearance: the mean best reward of its last ``last_episodes``."""
@@ -110,6 +112,18 @@ class TrialObjective:
         self.sweep, self.memo, self.out, self.progress = sweep, memo, out, progress
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except (
+            Exception
+        ) as error:  # Optuna stores the trial as failed; keep why, for the report and dashboard
+            lines = str(error).strip().splitlines()
+            trial.set_user_attr(FAIL_ATTR, f"{type(error).__name__}: {lines[0] if lines else ''}")
+            raise
+
+    def _run_trial(self, trial: optuna.Trial) -> float:
         params = {p.name: p.suggest(trial) for p in self.sweep.search_space}
         out = self.out / f"trial-{trial.number:04d}"
         config = make_config(self.sweep, params, self.memo)
