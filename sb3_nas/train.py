@@ -8,12 +8,23 @@ environment. With no options: a reduced Experiment 1 of meta_a2c on the built-in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from sb3_nas.cli import ArgumentParser, add_shared, default_out, print_results, run_command
 from sb3_nas.data import TRAIN_TASKS
-from sb3_nas.experiment import ALGOS, REDUCED_TIMESTEPS, RunConfig, run
+from sb3_nas.errors import UsageError
+from sb3_nas.estimation.memo import MEMO_URL_ENV
+from sb3_nas.experiment import (
+    ALGOS,
+    DEFAULT_CHECKPOINT_EVERY,
+    REDUCED_TIMESTEPS,
+    RunConfig,
+    read_config_file,
+    read_run_config,
+    run,
+)
 
 
 def build_parser() -> ArgumentParser:
@@ -26,6 +37,19 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--multi-branch", action="store_true", help="the multi-branch space (Experiment 3)")
     parser.add_argument("--sigma", type=float, default=0.0, help="σ, the reward share of pointer shifts")
     parser.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its last checkpoint, with its own configuration (give --memo "
+        "again if its memo URL has a password)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        metavar="N",
+        help=f"steps between checkpoints (default {DEFAULT_CHECKPOINT_EVERY}; 0: none)",
+    )
+    parser.add_argument(
         "--n-envs",
         type=int,
         default=1,
@@ -35,7 +59,45 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+RUN_OPTIONS = ("algo", "envs", "timesteps", "fidelity", "seed", "conf_file", "hyperparams", "multi_branch",
+               "sigma", "n_envs", "out", "overwrite")  # fmt: skip
+
+
+def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
+    """The configuration of the run in ``--resume DIR``, with this command's memo and device."""
+    given = [name for name in RUN_OPTIONS if getattr(args, name) != parser.get_default(name)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"--resume continues a run as it was configured: {flags} cannot be given with it")
+    table = read_config_file(args.resume)
+    if "***" in str(table.get("memo", "")) and args.memo is None and not os.environ.get(MEMO_URL_ENV):
+        raise UsageError(f"the memo of {args.resume} needs its password: give --memo or set ${MEMO_URL_ENV}")
+    config = read_run_config(args.resume, memo=args.memo)
+    if args.device != parser.get_default("device"):
+        config = config.replace(device=args.device)
+    return config
+
+
 def execute(args: argparse.Namespace) -> int:
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
+    if args.resume is not None:
+        config = resumed_config(args, build_parser())
+        out = Path(args.resume)
+        title = f"{config.algo} on {', '.join(config.envs)} ({config.fidelity.name} fidelity), resumed:"
+        try:
+            run(
+                config,
+                out,
+                progress=not args.no_progress,
+                checkpoint_every=args.checkpoint_every,
+                resume=True,
+            )
+        except KeyboardInterrupt:
+            print(f"interrupted; resume again with --resume {out}", file=sys.stderr)
+            return 130
+        print_results(title, out)
+        return 0
     config = RunConfig.create(
         algo=args.algo, envs=args.envs, timesteps=args.timesteps, fidelity=args.fidelity, memo=args.memo,
         seed=args.seed, multi_branch=args.multi_branch, sigma=args.sigma, device=args.device,
@@ -43,9 +105,10 @@ def execute(args: argparse.Namespace) -> int:
     )  # fmt: skip
     out = Path(args.out) if args.out else default_out(config.algo)
     try:
-        run(config, out, progress=not args.no_progress, overwrite=args.overwrite)
+        run(config, out, progress=not args.no_progress, overwrite=args.overwrite,
+            checkpoint_every=args.checkpoint_every)  # fmt: skip
     except KeyboardInterrupt:
-        print(f"interrupted; what was recorded is in {out}", file=sys.stderr)
+        print(f"interrupted; what was recorded is in {out}; continue with --resume {out}", file=sys.stderr)
         return 130
     print_results(f"{config.algo} on {', '.join(config.envs)} ({config.fidelity.name} fidelity):", out)
     return 0

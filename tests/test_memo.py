@@ -17,20 +17,23 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateTable
 
 from sb3_nas import estimation
+from sb3_nas.estimation import get_fidelity
 from sb3_nas.estimation import memo as memo_module
 from sb3_nas.estimation.memo import (
     DEFAULT_MEMO_URL,
+    UNRECORDED_PRECISION,
     MemoEntry,
     MemoError,
     RewardMemo,
     database_url,
     default_memo_url,
+    entry_key,
     masked_url,
 )
 
 # The memo table's columns since the first release: (name, type); "key" is the primary key, none is nullable.
 # Existing databases, SQLite and PostgreSQL, have exactly these: the table must not drift from them.
-MEMO_COLUMN_TYPES = [
+FIRST_MEMO_COLUMN_TYPES = [
     ("key", "VARCHAR(255)"),
     ("dataset", "VARCHAR(255)"),
     ("dataset_fingerprint", "VARCHAR(255)"),
@@ -45,6 +48,13 @@ MEMO_COLUMN_TYPES = [
     ("train_seconds", "FLOAT"),
     ("created_at", "FLOAT"),
 ]
+# The columns added since, at the end, with the default that rows stored before them read as.
+ADDED_MEMO_COLUMNS = [
+    ("precision", "VARCHAR(255)", "'unrecorded'"),
+    ("fidelity_digest", "VARCHAR(255)", "''"),
+]
+MEMO_COLUMN_TYPES = FIRST_MEMO_COLUMN_TYPES + [(name, kind) for name, kind, _ in ADDED_MEMO_COLUMNS]
+TINY = get_fidelity("tiny")
 # The SQLite table as the memo created it before its columns were derived from MemoEntry.
 LEGACY_SQLITE_DDL = """
 CREATE TABLE reward_memo (
@@ -61,9 +71,9 @@ def make_entry(key: str, accuracy: float = 0.5, **changes) -> MemoEntry:
         key=key,
         dataset="digits",
         dataset_fingerprint="sha256:ab12",
-        fidelity="smoke@1",
-        network="C(3,32)-P(2)-S",
-        nsc=json.dumps([[1, 1, 3, 0, 0], [2, 3, 0, 0, 0]]),
+        fidelity=TINY.id,
+        network="1k3<0|3k2<1",
+        nsc=json.dumps([[1, 1, 3, 0, 0], [2, 3, 2, 1, 0]]),
         accuracy=accuracy,
         valid=True,
         reason="",
@@ -71,8 +81,17 @@ def make_entry(key: str, accuracy: float = 0.5, **changes) -> MemoEntry:
         flops=9_876_543_210,  # beyond 32 bits
         train_seconds=1.0 / 3.0,
         created_at=1_700_000_000.123456,
+        precision="fp32",
+        fidelity_digest=TINY.digest,
     )
     return dataclasses.replace(entry, **changes)
+
+
+def keyed(entry: MemoEntry) -> MemoEntry:
+    """``entry`` under the key of its content, as the estimator stores it (import_csv checks it)."""
+    digest = entry.fidelity_digest or TINY.digest
+    key = entry_key(entry.dataset_fingerprint, entry.fidelity, digest, entry.network, entry.precision)
+    return dataclasses.replace(entry, key=key)
 
 
 @pytest.fixture
@@ -138,7 +157,19 @@ def test_cache_hit_avoids_the_database(memo_path):
 def test_csv_export_import_roundtrip(memo_path, tmp_path):
     memo = RewardMemo(memo_path)
     for i in range(5):
-        memo.put(make_entry(f"{i:04d}", accuracy=i / 7, valid=i % 2 == 0, reason="" if i % 2 == 0 else "NA"))
+        valid = i % 2 == 0
+        nsc = [[1, 1, (1, 3, 5)[i % 3], 0, 0]]
+        entry = make_entry(
+            "",
+            accuracy=i / 7 if valid else 0.0,
+            valid=valid,
+            reason="" if valid else "NA",
+            nsc=json.dumps(nsc),
+            network=f"1k{nsc[0][2]}<0",
+            precision=("fp32", "bf16")[i // 3],
+            created_at=1_700_000_000.123456 + i,
+        )
+        memo.put(keyed(entry))
     csv_path = tmp_path / "out" / "memo.csv"
     assert memo.export_csv(csv_path) == 5
 
@@ -149,7 +180,7 @@ def test_csv_export_import_roundtrip(memo_path, tmp_path):
     assert len(copy) == 5
     frame = copy.to_dataframe()
     assert list(frame.columns) == [f.name for f in dataclasses.fields(MemoEntry)]
-    assert frame["accuracy"].tolist() == [i / 7 for i in range(5)]
+    assert frame["accuracy"].tolist() == [i / 7 if i % 2 == 0 else 0.0 for i in range(5)]
 
 
 def test_import_of_csv_missing_columns_names_them(tmp_path):
@@ -301,32 +332,38 @@ def test_the_table_keeps_its_column_types(memo_path):
     assert not any(c["nullable"] for c in columns)
     assert sa.inspect(memo._engine).get_pk_constraint("reward_memo")["constrained_columns"] == ["key"]
     ddl = str(CreateTable(memo_module._table).compile(dialect=postgresql.dialect()))
-    for name, column_type in MEMO_COLUMN_TYPES:
+    for name, column_type in FIRST_MEMO_COLUMN_TYPES:
         assert f"\t{name} {column_type} NOT NULL" in ddl
+    for name, column_type, default in ADDED_MEMO_COLUMNS:
+        assert f"\t{name} {column_type} DEFAULT {default} NOT NULL" in ddl
     assert "PRIMARY KEY (key)" in ddl
     assert [name for name, _ in MEMO_COLUMN_TYPES] == [f.name for f in dataclasses.fields(MemoEntry)]
 
 
 def test_a_memo_database_from_before_still_opens(memo_path):
     memo_path.parent.mkdir(parents=True)
-    old = make_entry("old", flops=2**40)
+    old = make_entry("old", flops=2**40, precision=UNRECORDED_PRECISION, fidelity_digest="")
     with sqlite3.connect(memo_path) as conn:
         conn.execute(LEGACY_SQLITE_DDL)
         conn.execute(
-            "INSERT INTO reward_memo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dataclasses.astuple(old)
+            "INSERT INTO reward_memo VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            dataclasses.astuple(old)[: len(FIRST_MEMO_COLUMN_TYPES)],
         )
     conn.close()
     memo = RewardMemo(memo_path)
-    assert memo.get("old") == old
-    memo.put(make_entry("new", valid=False, reason="training failed: x"))
+    assert memo.get("old") == old  # the added columns read as "recorded before they existed"
+    columns = sa.inspect(memo._engine).get_columns("reward_memo")
+    assert [(c["name"], str(c["type"])) for c in columns] == MEMO_COLUMN_TYPES
+    new = make_entry("new", accuracy=0.0, valid=False, reason="training failed: x")
+    memo.put(new)
     stored = {entry.key: entry for entry in RewardMemo(memo_path).entries()}
-    assert stored == {"old": old, "new": make_entry("new", valid=False, reason="training failed: x")}
+    assert stored == {"old": old, "new": new}
 
 
 def test_csv_without_created_at_imports_with_now(tmp_path):
     path = tmp_path / "no_time.csv"
     names = [f.name for f in dataclasses.fields(MemoEntry) if f.name != "created_at"]
-    entry = make_entry("k")
+    entry = keyed(make_entry("k"))
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([names, [getattr(entry, name) for name in names]])
     memo = RewardMemo("sqlite://")

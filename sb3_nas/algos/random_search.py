@@ -42,6 +42,7 @@ class RandomSearch:
         self.rng = np.random.default_rng(seed)
         self.record = SearchRecord()
         self.num_timesteps = 0
+        self._last_obs: np.ndarray | None = None  # the workers' observations, as SB3 algorithms keep them
         self.logger = configure(None, [])
 
     def predict(
@@ -62,25 +63,38 @@ class RandomSearch:
         return self.venv
 
     def learn(
-        self, total_timesteps: int, callback: BaseCallback | None = None, progress_bar: bool = False
+        self,
+        total_timesteps: int,
+        callback: BaseCallback | None = None,
+        progress_bar: bool = False,
+        reset_num_timesteps: bool = True,
     ) -> RandomSearch:
         """Run ``total_timesteps`` environment steps (over all workers), keeping the best reward and network.
 
         ``callback`` is an SB3 ``BaseCallback``; its ``locals`` hold ``actions``, ``rewards``, ``dones`` and
-        ``infos`` of every worker, as in SB3's on-policy loop.
+        ``infos`` of every worker, as in SB3's on-policy loop, and ``on_rollout_start`` is called before each
+        step (the points where the search's state is whole). ``reset_num_timesteps=False`` with ``_last_obs``
+        set continues a search from where it stood, without resetting the environment (resuming a run).
         """
         record, venv = self.record, self.venv
         if callback is not None:
             callback.init_callback(self)
             callback.on_training_start(locals(), globals())
-        venv.seed(self.seed)
-        observations = venv.reset()
+        if reset_num_timesteps or self._last_obs is None:
+            self.num_timesteps = 0
+            venv.seed(self.seed)
+            self._last_obs = venv.reset()
+        else:
+            total_timesteps += self.num_timesteps  # as SB3 counts a continued learn
         episode_best = np.full(venv.num_envs, -np.inf)
         episode_length = np.zeros(venv.num_envs, dtype=int)
         bar = tqdm(total=total_timesteps, disable=not progress_bar, desc="random search")
         while self.num_timesteps < total_timesteps:
-            actions, _ = self.predict(observations)
+            if callback is not None:
+                callback.on_rollout_start()
+            actions, _ = self.predict(self._last_obs)
             observations, rewards, dones, infos = venv.step(actions)
+            self._last_obs = observations
             self.num_timesteps += venv.num_envs
             if callback is not None:
                 step = {"actions": actions, "rewards": rewards, "dones": dones, "infos": infos}

@@ -1,7 +1,15 @@
 """Performance estimation (§4.1.2, §5): fidelities, the early-stop trainer and the reward memo."""
 
 from sb3_nas.estimation.device import AUTO, DeviceError, SpeedSettings, configure_threads, resolve_device
-from sb3_nas.estimation.estimator import Estimate, PerformanceEstimator, memo_key, open_memo
+from sb3_nas.estimation.estimator import (
+    ANY_PRECISION,
+    Estimate,
+    PerformanceEstimator,
+    accepted_precisions,
+    memo_key,
+    open_memo,
+    training_precision,
+)
 from sb3_nas.estimation.fidelity import (
     DEFAULT_FIDELITY,
     FIDELITIES,
@@ -12,11 +20,17 @@ from sb3_nas.estimation.fidelity import (
 )
 from sb3_nas.estimation.memo import (
     DEFAULT_MEMO_URL,
+    KNOWN_PRECISIONS,
+    PRECISIONS,
+    UNRECORDED_PRECISION,
     MemoEntry,
     MemoError,
     RewardMemo,
     database_url,
     default_memo_url,
+    entry_key,
+    entry_problem,
+    key_problem,
     masked_url,
 )
 from sb3_nas.estimation.trainer import (
@@ -29,11 +43,15 @@ from sb3_nas.estimation.trainer import (
 )
 
 __all__ = [
+    "ANY_PRECISION",
     "AUTO",
     "DEFAULT_FIDELITY",
     "DEFAULT_MEMO_URL",
     "DeviceError",
     "FIDELITIES",
+    "KNOWN_PRECISIONS",
+    "PRECISIONS",
+    "UNRECORDED_PRECISION",
     "Estimate",
     "Evaluation",
     "Fidelity",
@@ -44,12 +62,16 @@ __all__ = [
     "RewardMemo",
     "SpeedSettings",
     "UnknownFidelityError",
+    "accepted_precisions",
     "configure_threads",
     "database_url",
     "default_memo_url",
+    "entry_key",
+    "entry_problem",
     "evaluate_nsc",
     "evaluate_plan",
     "get_fidelity",
+    "key_problem",
     "masked_url",
     "memo_key",
     "open_memo",
@@ -57,4 +79,5 @@ __all__ = [
     "register_fidelity",
     "resolve_device",
     "train_network",
+    "training_precision",
 ]

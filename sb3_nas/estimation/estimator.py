@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from sb3_nas.data import DEFAULT_DATASET, ImageDataset, load_dataset
-from sb3_nas.estimation.device import AUTO, resolve_device
+from sb3_nas.errors import InputError
+from sb3_nas.estimation.device import AUTO, SpeedSettings, resolve_device
 from sb3_nas.estimation.fidelity import Fidelity, get_fidelity
-from sb3_nas.estimation.memo import MemoEntry, RewardMemo, default_memo_url
+from sb3_nas.estimation.memo import (
+    KNOWN_PRECISIONS,
+    MemoEntry,
+    RewardMemo,
+    default_memo_url,
+    entry_key,
+)
 from sb3_nas.estimation.trainer import evaluate_nsc
 from sb3_nas.space import canonical_network, validate_nsc
+
+ANY_PRECISION = "any"
+_PRECISION_OF_DTYPE: dict[torch.dtype | None, str] = {
+    None: "fp32",
+    torch.float32: "fp32",
+    torch.bfloat16: "bf16",
+}
 
 
 @dataclass(frozen=True)
@@ -25,10 +38,45 @@ class Estimate:
     memo_hit: bool
 
 
-def memo_key(dataset_fingerprint: str, network: str, fidelity: Fidelity) -> str:
-    """The memo's key: dataset content, canonical network and fidelity settings (SPEC §5)."""
-    text = f"{dataset_fingerprint}|{fidelity.id}|{fidelity.digest}|{network}"
-    return hashlib.sha256(text.encode()).hexdigest()
+def memo_key(dataset_fingerprint: str, network: str, fidelity: Fidelity, precision: str) -> str:
+    """The memo's key: dataset content, canonical network, fidelity settings and the numeric precision of
+    the training (SPEC §5): ``fp32``, ``bf16``, or ``unrecorded`` for the key entries had before the memo
+    recorded the precision (:func:`entry_key`)."""
+    return entry_key(dataset_fingerprint, fidelity.id, fidelity.digest, network, precision)
+
+
+def training_precision(device: str | torch.device | None = AUTO) -> str:
+    """The precision the trainer computes in on ``device``: ``bf16`` where :class:`SpeedSettings` turns bf16
+    autocast on (GPUs, CPUs with native bf16), else ``fp32``."""
+    dtype = SpeedSettings.for_device(resolve_device(device)).autocast_dtype
+    if dtype not in _PRECISION_OF_DTYPE:
+        raise ValueError(f"the trainer computes in {dtype}, which the memo has no precision name for")
+    return _PRECISION_OF_DTYPE[dtype]
+
+
+def accepted_precisions(own: str, accept: str | Iterable[str] | None = None) -> tuple[str, ...]:
+    """The precisions whose memo entries answer a request in precision ``own``, ``own`` first.
+
+    :param accept: ``None`` (the default): ``own`` only; ``"any"``: every precision, entries of unrecorded
+        precision included; a precision name or several (``"bf16"``, ``["bf16", "unrecorded"]``): those too,
+        looked up in that order after ``own``.
+    :raises InputError: for a name that is not a precision
+    """
+    if accept is None:
+        names: list[str] = []
+    elif accept == ANY_PRECISION:
+        names = list(KNOWN_PRECISIONS)
+    elif isinstance(accept, str):
+        names = [accept]
+    else:
+        names = list(accept)
+    unknown = [name for name in names if name not in KNOWN_PRECISIONS]
+    if unknown:
+        raise InputError(
+            f"accept_precision: unknown precision {unknown[0]!r} (known: {', '.join(KNOWN_PRECISIONS)}, "
+            f"or {ANY_PRECISION!r})"
+        )
+    return tuple(dict.fromkeys([own, *names]))
 
 
 def open_memo(memo: RewardMemo | str | None) -> RewardMemo:
@@ -45,6 +93,13 @@ class PerformanceEstimator:
     :param fidelity: a fidelity name or ``Fidelity`` (``None``: the CPU default)
     :param memo: a ``RewardMemo``, a memo URL or path, or ``None`` for ``results/memo.sqlite``
     :param device: where networks train: ``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda:1"``…
+    :param accept_precision: memo entries trained in another numeric precision that may answer (see
+        :func:`accepted_precisions`). A reward is trained in the precision the device runs
+        (:func:`training_precision`: ``bf16`` autocast where the hardware runs it natively, else ``fp32``)
+        and stored under a key that includes it. By default (``None``) only entries of that precision
+        answer; with ``"any"``, or a list such as ``["bf16", "unrecorded"]``, a miss looks up those
+        precisions' keys, in that order, before training. ``"unrecorded"`` names the entries stored before
+        the memo recorded a precision.
     """
 
     def __init__(
@@ -53,25 +108,30 @@ class PerformanceEstimator:
         fidelity: Fidelity | str | None = None,
         memo: RewardMemo | str | None = None,
         device: str | torch.device | None = AUTO,
+        *,
+        accept_precision: str | Iterable[str] | None = None,
     ) -> None:
         self.dataset = load_dataset(DEFAULT_DATASET if dataset is None else dataset)
         self.fidelity = get_fidelity(fidelity)
-        self.memo = open_memo(memo)
         self.device = resolve_device(device)
+        self.precision = training_precision(self.device)
+        self.accept_precision = accepted_precisions(self.precision, accept_precision)
+        self.memo = open_memo(memo)
         self.n_trained = 0
 
     def estimate(self, nsc: Sequence[Sequence[int]]) -> Estimate:
-        """The reward entry of ``nsc``: from the memo when any equivalent state was scored before."""
+        """The reward entry of ``nsc``: from the memo when any equivalent state was scored before, in this
+        estimator's precision or one it accepts (``accept_precision``)."""
         rows = validate_nsc(nsc)
         network = canonical_network(rows)
-        key = memo_key(self.dataset.fingerprint, network, self.fidelity)
-        stored = self.memo.get(key)
+        keys = [memo_key(self.dataset.fingerprint, network, self.fidelity, p) for p in self.accept_precision]
+        stored = self.memo.get_first(keys)
         if stored is not None:
             return Estimate(stored, True)
         evaluation = evaluate_nsc(rows, self.dataset, self.fidelity, self.device)
         self.n_trained += evaluation.n_params > 0  # a network was built and trained
         entry = MemoEntry(
-            key=key,
+            key=keys[0],
             dataset=self.dataset.name,
             dataset_fingerprint=self.dataset.fingerprint,
             fidelity=self.fidelity.id,
@@ -83,5 +143,7 @@ class PerformanceEstimator:
             n_params=evaluation.n_params,
             flops=evaluation.flops,
             train_seconds=evaluation.train_seconds,
+            precision=self.precision,
+            fidelity_digest=self.fidelity.digest,
         )
         return Estimate(self.memo.put(entry), False)

@@ -5,17 +5,28 @@ network, fidelity) and reused by every later step, trial and process. The store 
 SQLite on one machine (WAL, busy timeout, one commit per entry, safe with several writer processes),
 PostgreSQL for many. A per-process dict cache sits in front of the database so that a repeated reward
 costs a dictionary lookup.
+
+An entry answers only for what it measured, and that includes the numeric precision the network was trained
+in (``fp32``, or ``bf16`` under autocast, which the hardware chooses: see ``SpeedSettings``): the precision is
+a column of the table and part of the key (:func:`entry_key`), so an fp32 request never finds a bf16 reward
+unless the caller accepts other precisions (``PerformanceEstimator(accept_precision=...)``). Entries stored
+before the precision was tracked read as :data:`UNRECORDED_PRECISION` and keep the key they were stored
+under, which has no precision in it: nothing looks them up unless it accepts ``unrecorded`` too.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
+import json
+import math
 import os
+import re
 import sqlite3
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +37,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from sb3_nas.errors import InputError
+from sb3_nas.estimation.fidelity import get_fidelity
+from sb3_nas.space.nsc import canonical_network, validate_nsc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +48,28 @@ MEMO_URL_ENV = "SB3_NAS_MEMO"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 TABLE_NAME = "reward_memo"
 _IMPORT_CHUNK = 500  # rows per transaction in import_csv, so other writers are not locked out for long
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")  # what a training can run in (SpeedSettings.autocast_dtype)
+UNRECORDED_PRECISION = "unrecorded"  # an entry stored before the memo recorded the precision
+KNOWN_PRECISIONS: tuple[str, ...] = (*PRECISIONS, UNRECORDED_PRECISION)
+
+
+def entry_key(
+    dataset_fingerprint: str, fidelity_id: str, fidelity_digest: str, network: str, precision: str
+) -> str:
+    """The memo key of a reward: dataset content, fidelity (``name@version`` and the digest of its settings),
+    numeric precision and canonical network (SPEC §5).
+
+    For :data:`UNRECORDED_PRECISION` it is the key of the memo before the precision was recorded (the
+    precision is left out of the hashed text), so the entries stored then keep answering to their keys; a
+    canonical network never starts with a precision's name, so the two kinds of key never collide.
+    """
+    if precision not in KNOWN_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(KNOWN_PRECISIONS)})")
+    parts = [dataset_fingerprint, fidelity_id, fidelity_digest]
+    if precision != UNRECORDED_PRECISION:
+        parts.append(precision)
+    return hashlib.sha256("|".join([*parts, network]).encode()).hexdigest()
 
 
 def default_memo_url() -> str:
@@ -63,6 +98,10 @@ class MemoEntry:
     :param flops: floating point operations of one forward pass
     :param train_seconds: wall-clock training time
     :param created_at: unix time of the evaluation
+    :param precision: the numeric precision of the training: ``fp32`` or ``bf16`` (:data:`PRECISIONS`), or
+        :data:`UNRECORDED_PRECISION` for an entry stored before the memo recorded it
+    :param fidelity_digest: the digest of the fidelity's settings (:attr:`Fidelity.digest`), part of the key;
+        '' for an entry stored before the memo recorded it (then the registered fidelity of that id tells it)
     """
 
     key: str
@@ -78,6 +117,9 @@ class MemoEntry:
     flops: int
     train_seconds: float
     created_at: float = field(default_factory=time.time)
+    # fields added after the first release: at the end, with the value that rows stored before them read as
+    precision: str = UNRECORDED_PRECISION
+    fidelity_digest: str = ""
 
 
 _FIELDS = dataclasses.fields(MemoEntry)
@@ -85,7 +127,8 @@ MEMO_COLUMNS: tuple[str, ...] = tuple(f.name for f in _FIELDS)
 _FIELD_TYPES: dict[str, type] = {
     name: hint for name, hint in typing.get_type_hints(MemoEntry).items() if name in MEMO_COLUMNS
 }
-# CSV columns a table may lack: the fields with a default (created_at: then now)
+# CSV columns a table may lack: the fields with a default (created_at: then now; precision and
+# fidelity_digest: then the table predates them, and its rows are entries of unrecorded precision)
 _OPTIONAL_COLUMNS = frozenset(
     f.name
     for f in _FIELDS
@@ -94,21 +137,30 @@ _OPTIONAL_COLUMNS = frozenset(
 
 # The column type of each field's Python type; the short identifiers of _SHORT_STRINGS are VARCHAR(255)
 # (indexable on every backend; ``key`` is the primary key), other text is TEXT. Existing databases keep the
-# table they were created with (there is no migration), so these stay as they are (tests/test_memo.py pins
-# them).
+# table they were created with, so these stay as they are (tests/test_memo.py pins them); the one migration is
+# adding the columns of _ADDED_COLUMNS, which have a server default so that rows stored before them (and rows
+# written by an older version of this code) read as entries of unrecorded precision.
 _SQL_TYPES: dict[type, Callable[[], sa.types.TypeEngine[Any]]] = {
     str: sa.Text,
     float: sa.Float,
     int: sa.BigInteger,
     bool: sa.Boolean,
 }
-_SHORT_STRINGS = ("key", "dataset", "dataset_fingerprint", "fidelity")
+_SHORT_STRINGS = ("key", "dataset", "dataset_fingerprint", "fidelity", "precision", "fidelity_digest")
+_ADDED_COLUMNS: dict[str, str] = {"precision": UNRECORDED_PRECISION, "fidelity_digest": ""}
 
 
 def _column(name: str) -> sa.Column[Any]:
     short = name in _SHORT_STRINGS and _FIELD_TYPES[name] is str
     column_type = sa.String(255) if short else _SQL_TYPES[_FIELD_TYPES[name]]()
-    return sa.Column(name, column_type, primary_key=name == "key", nullable=False)
+    default = _ADDED_COLUMNS.get(name)
+    return sa.Column(
+        name,
+        column_type,
+        primary_key=name == "key",
+        nullable=False,
+        server_default=None if default is None else sa.text(f"'{default}'"),
+    )
 
 
 _metadata = sa.MetaData()
@@ -123,10 +175,27 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
+_DIALECTS = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql", "cockroachdb")
+# a dialect (and driver) followed by ':' without '//', or by '//' without ':' — a URL with a typo, not a path
+_MISTYPED_SCHEME = re.compile(rf"^(?:{'|'.join(_DIALECTS)})(?:\+[\w.]+)?(?::(?!//)|//)", re.IGNORECASE)
+
+
 def database_url(url: str | os.PathLike[str]) -> str:
-    """``url`` as an SQLAlchemy URL: a plain filesystem path means SQLite at that path."""
+    """``url`` as an SQLAlchemy URL: a plain filesystem path means SQLite at that path.
+
+    :raises MemoError: for a text that is no URL but looks like a mistyped one (``sqlite//:x``,
+        ``sqlite:/x``, ``postgresql//host/db``: it contains ``//:``, or a database name is followed by ``:``
+        without ``//`` or by ``//`` without ``:``), instead of taking it for a path and creating folders.
+    """
     text = os.fspath(url)
-    return text if "://" in text else f"sqlite:///{text}"
+    if "://" in text:
+        return text
+    if "//:" in text or _MISTYPED_SCHEME.match(text):
+        raise MemoError(
+            f"reward memo {text}: looks like a mistyped database URL, not a file path "
+            "(a URL reads scheme://…, e.g. sqlite:///results/memo.sqlite)"
+        )
+    return f"sqlite:///{text}"
 
 
 def masked_url(url: str) -> str:
@@ -199,8 +268,94 @@ def _entry_from_csv_row(row: dict[str, str]) -> MemoEntry:
             continue  # e.g. created_at: a table from elsewhere may not record when it was made
         if row.get(name) is None:
             raise ValueError(f"no value for {name}")
-        values[name] = _PARSERS[_FIELD_TYPES[name]](row[name])
+        try:
+            values[name] = _PARSERS[_FIELD_TYPES[name]](row[name])
+        except ValueError:
+            raise ValueError(f"{name} {row[name]!r} is not a {_FIELD_TYPES[name].__name__}") from None
     return MemoEntry(**values)
+
+
+def _is_finite_number(value: object) -> bool:
+    if isinstance(value, (str, bytes)):
+        return False
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def entry_problem(entry: MemoEntry) -> str | None:
+    """Why ``entry`` cannot be stored, in a few words, or None when its values are consistent.
+
+    The accuracy is a finite number in [0, 1]; an invalid network scores 0 and a valid one has no reason; the
+    counts and times are finite and not negative; the precision is one of :data:`KNOWN_PRECISIONS`. The key is
+    not checked here (see :func:`key_problem`).
+    """
+    if not isinstance(entry.key, str) or not entry.key:
+        return "the key is empty"
+    numbers = ("accuracy", "n_params", "flops", "train_seconds", "created_at")
+    for name in numbers:
+        value = getattr(entry, name)
+        if not _is_finite_number(value):
+            return f"{name} {value!r} is not a finite number"
+    if not 0.0 <= float(entry.accuracy) <= 1.0:
+        return f"accuracy {entry.accuracy!r} is outside [0, 1]"
+    if not entry.valid and float(entry.accuracy) != 0.0:
+        return f"valid is False but accuracy is {entry.accuracy!r} (an invalid network scores 0)"
+    if entry.valid and entry.reason:
+        return f"valid is True but reason is {entry.reason!r} (only an invalid network has a reason)"
+    for name in ("n_params", "flops", "train_seconds"):
+        if getattr(entry, name) < 0:
+            return f"{name} {getattr(entry, name)!r} is negative"
+    if entry.precision not in KNOWN_PRECISIONS:
+        return f"precision {entry.precision!r} is unknown (known: {', '.join(KNOWN_PRECISIONS)})"
+    return None
+
+
+def _registered_digest(fidelity_id: str) -> str:
+    """The digest of the registered fidelity ``name@version``; ValueError when there is none of that id."""
+    name, sep, _version = fidelity_id.rpartition("@")
+    if not sep:
+        raise ValueError(f"fidelity {fidelity_id!r} is not name@version")
+    try:
+        fidelity = get_fidelity(name)
+    except InputError:
+        fidelity = None
+    if fidelity is None or fidelity.id != fidelity_id:
+        registered = "" if fidelity is None else f" (registered here: {fidelity.id})"
+        raise ValueError(
+            f"fidelity {fidelity_id} has no fidelity_digest and is not registered here{registered}, "
+            "so the key cannot be checked"
+        )
+    return fidelity.digest
+
+
+def key_problem(entry: MemoEntry) -> str | None:
+    """Why ``entry``'s key is not the key of its content, or None when it is.
+
+    The key is recomputed with :func:`entry_key` from the row's dataset fingerprint, fidelity id and digest,
+    precision and the canonical network of its NSC (which must also be the row's ``network``). A row without a
+    fidelity digest (stored before the memo recorded it) is checked with the digest of the fidelity registered
+    under its id (``get_fidelity(name)``, overrides included); a fidelity id not registered here is refused.
+    """
+    try:
+        rows = validate_nsc(json.loads(entry.nsc))
+    except (TypeError, ValueError) as err:  # json.JSONDecodeError and InvalidNSC are ValueErrors
+        return f"nsc {entry.nsc!r} is not an NSC state ({err})"
+    network = canonical_network(rows)
+    if network != entry.network:
+        return f"network {entry.network!r} is not the network of its nsc ({network})"
+    try:
+        digest = entry.fidelity_digest or _registered_digest(entry.fidelity)
+    except ValueError as err:
+        return str(err)
+    expected = entry_key(entry.dataset_fingerprint, entry.fidelity, digest, network, entry.precision)
+    if entry.key != expected:
+        return (
+            f"key {entry.key} is not the key of the row's dataset_fingerprint, fidelity, fidelity_digest, "
+            f"precision and nsc ({expected})"
+        )
+    return None
 
 
 class RewardMemo:
@@ -287,7 +442,8 @@ class RewardMemo:
 
     @staticmethod
     def _create_table(engine: Engine) -> list[str]:
-        """Create the table if absent; returns the memo columns an existing table lacks."""
+        """Create the table if absent and add the columns of _ADDED_COLUMNS an older table lacks; returns the
+        memo columns the table still lacks."""
         try:
             _metadata.create_all(engine)
         except SQLAlchemyError:
@@ -295,7 +451,24 @@ class RewardMemo:
             if not sa.inspect(engine).has_table(TABLE_NAME):
                 raise
         columns = {c["name"] for c in sa.inspect(engine).get_columns(TABLE_NAME)}
+        for name in _ADDED_COLUMNS:
+            if name not in columns:
+                RewardMemo._add_column(engine, name)
+                columns.add(name)
         return [name for name in MEMO_COLUMNS if name not in columns]
+
+    @staticmethod
+    def _add_column(engine: Engine, name: str) -> None:
+        """ALTER TABLE … ADD COLUMN with the column's server default, which existing rows take."""
+        column = sa.schema.CreateColumn(_table.c[name]).compile(dialect=engine.dialect)
+        table = engine.dialect.identifier_preparer.format_table(_table)
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+        except SQLAlchemyError:
+            # another process opening the same old database may have added it first
+            if name not in {c["name"] for c in sa.inspect(engine).get_columns(TABLE_NAME)}:
+                raise
 
     def _get_engine(self) -> Engine:
         if self._engine is None:
@@ -326,6 +499,27 @@ class RewardMemo:
                 row = conn.execute(_SELECT_BY_KEY, {"k": key}).first()
             if row is not None:
                 entry = self._cache[key] = _entry_from_row(row)
+        return entry
+
+    def get_first(self, keys: Sequence[str]) -> MemoEntry | None:
+        """The entry of the first of ``keys`` (in their order) that is stored, or None.
+
+        One lookup for the counters of :attr:`stats`, at most one database query: the keys before the first
+        one in this process's cache are looked up in the database (another process may have written them).
+        """
+        keys = list(dict.fromkeys(keys))
+        cached_at = next((i for i, key in enumerate(keys) if key in self._cache), len(keys))
+        entry = self._cache[keys[cached_at]] if cached_at < len(keys) else None
+        if cached_at > 0:
+            with self._transaction("read") as conn:
+                rows = conn.execute(sa.select(_table).where(_table.c.key.in_(keys[:cached_at]))).all()
+            found = {row._mapping["key"]: _entry_from_row(row) for row in rows}
+            self._cache.update(found)
+            entry = next((found[key] for key in keys[:cached_at] if key in found), entry)
+        if entry is None:
+            self._misses += 1
+        else:
+            self._hits += 1
         return entry
 
     def get(self, key: str) -> MemoEntry | None:
@@ -382,7 +576,14 @@ class RewardMemo:
         return True
 
     def put(self, entry: MemoEntry) -> MemoEntry:
-        """Store ``entry`` and commit; if its key exists already, keep the first and return that one."""
+        """Store ``entry`` and commit; if its key exists already, keep the first and return that one.
+
+        :raises MemoError: when the entry's values are inconsistent (:func:`entry_problem`: e.g. an accuracy
+            that is not a finite number in [0, 1]); its key is the caller's and is not recomputed.
+        """
+        problem = entry_problem(entry)
+        if problem is not None:
+            raise self._fail(f"cannot store the entry {entry.key!r}: {problem}")
         stored = self._cache.get(entry.key)
         if stored is not None:
             return stored
@@ -425,29 +626,63 @@ class RewardMemo:
     def import_csv(self, path: str | os.PathLike[str]) -> int:
         """Add the entries of a CSV file written by :meth:`export_csv`; returns how many were new.
 
-        Keys already stored are skipped; ``created_at`` may be absent (then: now).
+        Every row is checked before anything is stored: its values (:func:`entry_problem`: accuracy a finite
+        number in [0, 1], 0 for an invalid network, no reason for a valid one, counts and times not negative,
+        a known precision) and its key, recomputed from its content (:func:`key_problem`). The first bad row
+        raises a :class:`MemoError` naming the file, its line (the header is line 1) and the problem, and
+        nothing of the file is stored. Keys already stored are skipped; ``created_at`` may be absent (then:
+        now), and so may ``precision`` and ``fidelity_digest`` (a table exported before the memo recorded
+        them: its rows are entries of unrecorded precision).
         """
         shown = os.fspath(path)
         try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                present = set(reader.fieldnames or [])
-                missing = [c for c in MEMO_COLUMNS if c not in present and c not in _OPTIONAL_COLUMNS]
-                if missing:
-                    raise self._fail(f"{shown} lacks columns {', '.join(missing)}")
-                entries = []
-                for row in reader:
-                    try:
-                        entries.append(_entry_from_csv_row(row))
-                    except (TypeError, ValueError) as err:
-                        raise self._fail(f"{shown} line {reader.line_num}: {err}") from None
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                entries = self._read_csv(csv.reader(f), shown)
         except OSError as err:
             raise self._fail(f"cannot import {shown} ({err.strerror or err})") from None
+        except UnicodeDecodeError as err:
+            problem = f"not UTF-8 text ({err.reason} at byte {err.start})"
+            raise self._fail(f"cannot import {shown}: {problem}") from None
+        # all rows are valid: a database failure part way leaves whole, valid chunks (first write wins, so
+        # importing the file again completes it)
         added = 0
         for start in range(0, len(entries), _IMPORT_CHUNK):
             with self._transaction("import") as conn:
                 added += sum(self._insert_if_absent(conn, e) for e in entries[start : start + _IMPORT_CHUNK])
         return added
+
+    def _read_csv(self, reader: Any, shown: str) -> list[MemoEntry]:
+        """The checked entries of a CSV reader; the first bad row raises a MemoError naming its line."""
+        try:
+            header = next(reader, None)
+        except csv.Error as err:
+            raise self._fail(f"{shown} line 1: {err}") from None
+        if not header:
+            raise self._fail(f"{shown} has no header line")
+        missing = [c for c in MEMO_COLUMNS if c not in header and c not in _OPTIONAL_COLUMNS]
+        if missing:
+            raise self._fail(f"{shown} lacks columns {', '.join(missing)}")
+        entries = []
+        while True:
+            line = reader.line_num + 1  # where the next record starts, as a text editor counts lines
+            try:
+                row = next(reader)
+            except StopIteration:
+                return entries
+            except csv.Error as err:
+                raise self._fail(f"{shown} line {line}: {err}") from None
+            if not row:
+                continue  # a blank line
+            try:
+                if len(row) != len(header):
+                    raise ValueError(f"{len(row)} fields, the header has {len(header)}")
+                entry = _entry_from_csv_row(dict(zip(header, row, strict=True)))
+                problem = entry_problem(entry) or key_problem(entry)
+            except (TypeError, ValueError) as err:
+                problem = str(err)
+            if problem is not None:
+                raise self._fail(f"{shown} line {line}: {problem}")
+            entries.append(entry)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

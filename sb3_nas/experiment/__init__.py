@@ -8,6 +8,7 @@ Usable in three lines::
     print(result.n_updates)
 """
 
+from sb3_nas.experiment.checkpoint import CHECKPOINT_FILE, DEFAULT_CHECKPOINT_EVERY, CheckpointError
 from sb3_nas.experiment.config import (
     CONFIG_FILE,
     RunConfig,
@@ -54,6 +55,9 @@ from sb3_nas.experiment.runner import (
 
 __all__ = [
     "ALGOS",
+    "CHECKPOINT_FILE",
+    "DEFAULT_CHECKPOINT_EVERY",
+    "CheckpointError",
     "CONFIG_FILE",
     "EPISODE_COLUMNS",
     "FRACTION_KEYS",

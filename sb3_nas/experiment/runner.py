@@ -22,15 +22,25 @@ from tqdm.auto import tqdm
 from sb3_nas.algos import MetaA2C, RandomSearch
 from sb3_nas.errors import ModelError, UsageError
 from sb3_nas.estimation import RewardMemo, open_memo
+from sb3_nas.experiment.checkpoint import (
+    CHECKPOINT_FILE,
+    DEFAULT_CHECKPOINT_EVERY,
+    Position,
+    RunCheckpointer,
+    data_rows,
+    restore_learner,
+    save_checkpoint,
+    set_global_rng_state,
+)
 from sb3_nas.experiment.config import CONFIG_FILE, RunConfig
 from sb3_nas.experiment.environments import make_env, make_vec_env
 from sb3_nas.experiment.models import MODEL_FILE, load_model
 from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE, RecordWriter, RunRecorder
 from sb3_nas.experiment.registry import ALGOS
+from sb3_nas.experiment.resume import PROGRESS_FILE, merge_progress, prepare_resume, replay
 
 StepHook = Callable[[Sequence[RunRecorder]], None]
-PROGRESS_FILE = "progress.csv"  # SB3's csv logger
-RUN_FILES = (CONFIG_FILE, STEPS_FILE, EPISODES_FILE, PROGRESS_FILE, MODEL_FILE)
+RUN_FILES = (CONFIG_FILE, STEPS_FILE, EPISODES_FILE, PROGRESS_FILE, MODEL_FILE, CHECKPOINT_FILE)
 
 
 @dataclass
@@ -86,6 +96,8 @@ def run(
     progress: bool = True,
     on_step: StepHook | None = None,
     overwrite: bool = False,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    resume: bool = False,
 ) -> RunResult:
     """Run ``config`` and write its run folder ``out``; returns what it did.
 
@@ -93,25 +105,45 @@ def run(
         last (a hyper-parameter study reports intermediate values from it); an exception it raises ends the
         run, whose steps and episodes so far are still written
     :param overwrite: replace a run already in ``out`` (otherwise refused)
+    :param checkpoint_every: steps between checkpoints of a one-worker training run (0: none)
+    :param resume: continue the run in ``out`` from its last checkpoint (``config`` is the run's own)
     """
     result = RunResult(Path(out))
+    checkpoint, start, replayed = None, Position(), []
+    if resume:
+        checkpoint, start, replayed = prepare_resume(config, result.out)
     model = load_model(config.model) if config.frozen else None  # a bad model file fails before any output
-    prepare_run_folder(result.out, overwrite)
-    config.write(result.out)
+    if not resume:
+        prepare_run_folder(result.out, overwrite)
+        config.write(result.out)
     memo = open_memo(config.memo)
-    writer = RecordWriter(result.out)
-    bar = tqdm(total=sum(config.timesteps), disable=not progress, desc=config.algo, unit="step")
+    writer = RecordWriter(result.out, append=resume)
+    done = sum(config.timesteps[: start.env_index]) + start.steps_done
+    bar = tqdm(total=sum(config.timesteps), initial=done, disable=not progress, desc=config.algo, unit="step")
     logger = configure(str(result.out), ["csv"] + ([] if progress else ["stdout"]))
+    every = checkpoint_every if config.n_envs == 1 else 0
     try:
         if model is not None:
             _run_frozen(config, model, memo, result, bar, writer)
         else:
-            _run_learning(config, memo, logger, result, bar, on_step, writer)
+            resumed = _Resumed(checkpoint, start, replayed)
+            _run_learning(config, memo, logger, result, bar, on_step, writer, resumed, every)
+            (result.out / CHECKPOINT_FILE).unlink(missing_ok=True)  # the run is complete
     finally:
         bar.close()
         writer.close()
         logger.close()
+        merge_progress(result.out)
     return result
+
+
+@dataclass(frozen=True)
+class _Resumed:
+    """Where a resumed run starts: its checkpoint (``None``: from the beginning), position and replay."""
+
+    checkpoint: dict | None = None
+    start: Position = Position()
+    actions: list[int] = field(default_factory=list)
 
 
 def _run_learning(
@@ -122,37 +154,82 @@ def _run_learning(
     bar: tqdm,
     on_step: StepHook | None,
     writer: RecordWriter,
+    resumed: _Resumed,
+    checkpoint_every: int,
 ) -> None:
     model = venv = None
+    learner_state = (resumed.checkpoint or {}).get("learner")
     try:
-        for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
+        for index, (dataset, t_max) in enumerate(zip(config.envs, config.timesteps, strict=True)):
+            if index < resumed.start.env_index:
+                continue
             recorder = RunRecorder(dataset, bar, max_steps=t_max, writer=writer)
             result.recorders.append(recorder)
-            callback: BaseCallback = recorder
+            callbacks: list[BaseCallback] = [recorder]
             if on_step is not None:
-                callback = CallbackList([recorder, _AfterStep(on_step, result.recorders)])
+                callbacks.append(_AfterStep(on_step, result.recorders))
             venv = make_vec_env(config, dataset, memo, t_max)
+            if checkpoint_every and index > resumed.start.env_index:  # a new environment: a whole state
+                save_checkpoint(result.out, Position(index, 0), model if config.meta_rl else None,
+                                data_rows(result.out / PROGRESS_FILE))  # fmt: skip
+            if checkpoint_every:
+                steps = lambda recorder=recorder: len(recorder.steps)  # noqa: E731
+                callbacks.append(RunCheckpointer(result.out, index, steps, checkpoint_every,
+                                                 result.out / PROGRESS_FILE))  # fmt: skip
             if ALGOS[config.algo] is RandomSearch:
-                search = RandomSearch(venv, seed=config.seed)
-                search.logger = logger
-                search.learn(t_max, callback=callback)
-                venv.close()
-                continue
-            model = _learner(config, dataset, venv, model, logger)
-            updates_before = model._n_updates
+                learner = RandomSearch(venv, seed=config.seed)
+                learner.logger = logger
+            else:
+                learner = model = _learner(config, dataset, venv, model, logger)
+            mid_way = False
+            if index == resumed.start.env_index and resumed.checkpoint is not None:
+                mid_way = _restore(config, learner, venv, recorder, resumed, learner_state)
+            continuing = mid_way or (
+                config.meta_rl and learner.num_timesteps > 0
+            )  # a meta-RL learner's next trial
+            updates_before = getattr(learner, "_n_updates", 0)
+            remaining = t_max - len(recorder.steps)
             # §4.2.4: a new environment is a new trial; a meta-RL learner keeps its weights and optimizer
-            reset = not (config.meta_rl and model.num_timesteps > 0)
-            model.learn(t_max, callback=callback, reset_num_timesteps=reset, log_interval=1)
-            result.n_updates[dataset] = model._n_updates - updates_before
+            if isinstance(learner, RandomSearch):
+                learner.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=not continuing)
+            else:
+                learner.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=not continuing,
+                              log_interval=1)  # fmt: skip
+            result.n_updates[dataset] = getattr(learner, "_n_updates", 0) - updates_before
             venv.close()
-            if not config.meta_rl:
-                model.save(result.out / f"model_{dataset}.zip")
+            if not config.meta_rl and not isinstance(learner, RandomSearch):
+                learner.save(result.out / f"model_{dataset}.zip")
     finally:
         if model is not None and config.meta_rl:
             model.save(result.out / MODEL_FILE)
         if venv is not None:  # worker processes end with the run; after an interrupt they may be gone already
             with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):
                 venv.close()
+
+
+def _restore(
+    config: RunConfig, learner, venv: VecEnv, recorder: RunRecorder, resumed: _Resumed, state: dict | None
+) -> bool:
+    """Bring a freshly built learner and environment to the checkpoint; True when it continues mid-way.
+
+    At an environment's start only a meta-RL learner carries anything over (weights, optimizer, counters and
+    the generators' states); any other learner starts afresh there, seeded, as it did in the first place.
+    """
+    mid_way = resumed.start.steps_done > 0
+    if mid_way:  # first: the replay's reset re-seeds the environment's action space, which DQN samples from
+        observation, starts = replay(venv, resumed.actions, recorder)
+    if state is not None:
+        restore_learner(learner, state)
+    if mid_way:
+        learner._last_obs = observation
+        if not hasattr(learner, "_last_lstm_states") and not isinstance(learner, RandomSearch):
+            learner._last_episode_starts = starts
+    if mid_way:
+        for key, value in resumed.checkpoint.get("log_pending", {}).items():
+            learner.logger.record(key, value)
+    if mid_way or config.meta_rl:
+        set_global_rng_state(resumed.checkpoint["rng"])  # last: building the learner re-seeded the generators
+    return mid_way
 
 
 def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Logger):
