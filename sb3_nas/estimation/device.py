@@ -1,7 +1,8 @@
 """Where and how the early-stop trainer runs: device choice, CPU threads and the speed settings per device.
 
-None of these change what a reward measures (network, epochs, batch size, optimizer, schedule and split come
-from the fidelity); they change how fast it is computed. The memo therefore does not key on them.
+Device, threads, channels-last and fused Adam change how fast a reward is computed, not what it measures
+(network, epochs, batch size, optimizer, schedule and split come from the fidelity), so the memo does not key
+on them. The autocast precision changes an accuracy slightly: the memo keys on it (``MemoEntry.precision``).
 """
 
 from __future__ import annotations
