@@ -261,31 +261,38 @@ def _writer(memo: RewardMemo, first: int, count: int, tag: float, barrier, resul
         results.put((tag, {}, repr(err)))
 
 
-def test_two_writer_processes_store_exactly_the_union(memo_path):
+WRITERS = [
+    (0, 0.1),
+    (100, 0.2),
+    (200, 0.3),
+    (300, 0.4),
+]  # first key, accuracy written: each overlaps the next
+
+
+def test_four_writer_processes_store_exactly_the_union(memo_path):
     memo = RewardMemo(memo_path)
     ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    # overlapping key sets: 0..199 and 100..299; the memo itself is pickled into each child
+    barrier, results = ctx.Barrier(len(WRITERS)), ctx.Queue()
+    # overlapping key sets 0..199, 100..299, 200..399, 300..499; the memo itself is pickled into each child
     workers = [
-        ctx.Process(target=_writer, args=(memo, first, 200, tag, barrier, results))
-        for first, tag in [(0, 0.1), (100, 0.2)]
+        ctx.Process(target=_writer, args=(memo, first, 200, tag, barrier, results)) for first, tag in WRITERS
     ]
     for worker in workers:
         worker.start()
     try:
-        reports = [results.get(timeout=120) for _ in workers]
+        reports = [results.get(timeout=180) for _ in workers]
     except queue.Empty:
         pytest.fail("a writer process did not report")
     finally:
         for worker in workers:
             worker.join(timeout=30)
-    assert [error for _, _, error in reports] == [None, None]
+    assert [error for _, _, error in reports] == [None] * len(WRITERS)
     assert all(worker.exitcode == 0 for worker in workers)
 
-    shared = {f"net-{i}" for i in range(100, 200)}
+    shared = {f"net-{i}" for i in range(100, 400)}  # written by two processes each
     final = {e.key: e.accuracy for e in RewardMemo(memo_path).entries()}
-    assert sorted(final) == sorted(f"net-{i}" for i in range(300))
-    assert len(RewardMemo(memo_path)) == 300
+    assert sorted(final) == sorted(f"net-{i}" for i in range(500))
+    assert len(RewardMemo(memo_path)) == 500
     for tag, stored, _ in reports:
         assert len(stored) == 200
         # each process was told the entry that won, which is the one on disk
