@@ -39,11 +39,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         memo = Path(folder) / "memo.sqlite"
-        env = NasEnv("digits", args.fill_fidelity, memo, multi_branch=args.multi_branch)
+        env = NasEnv("digits", args.fill_fidelity, memo, multi_branch=args.multi_branch, memo_info=True)
         actions = np.random.default_rng(0).integers(env.action_space.n, size=args.steps)
         _, fill_seconds = play(env, actions)
         hits, seconds = play(env, actions)
-        fresh = NasEnv("digits", args.fill_fidelity, memo, multi_branch=args.multi_branch)
+        fresh = NasEnv("digits", args.fill_fidelity, memo, multi_branch=args.multi_branch, memo_info=True)
         cold_hits, cold_seconds = play(fresh, actions)  # a new process's view: cache empty, database full
     print(f"fill: {args.steps} steps in {fill_seconds:.1f} s ({env.estimator.n_trained} networks trained)")
     print(f"replay, in-process cache: {hits}/{args.steps} memo hits, {args.steps / seconds:.0f} steps/s")

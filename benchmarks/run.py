@@ -170,7 +170,7 @@ def variant_table(task: str, fidelity, device, repeats: int) -> pd.DataFrame:
 def memo_rate(steps: int) -> float:
     """(c) steps per second of a replayed action sequence, every reward from the memo's cache."""
     with tempfile.TemporaryDirectory() as folder:
-        env = NasEnv("digits", "tiny", Path(folder) / "memo.sqlite", device="cpu")
+        env = NasEnv("digits", "tiny", Path(folder) / "memo.sqlite", device="cpu", memo_info=True)
         actions = np.random.default_rng(0).integers(env.action_space.n, size=steps)
         play(env, actions)
         hits, seconds = play(env, actions)

@@ -296,3 +296,31 @@ def test_numpy_archive_by_path(tmp_path):
     (tmp_path / "broken.npz").write_text("not an archive")
     with pytest.raises(DatasetError, match="not a readable NumPy archive"):
         load_dataset(str(tmp_path / "broken.npz"))
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        (np.where(np.arange(30) == 4, np.nan, np.arange(30) % 3), "labels contain NaN or infinite values"),
+        (np.where(np.arange(30) == 4, np.inf, np.arange(30) % 3), "labels contain NaN or infinite values"),
+        (np.arange(30).reshape(10, 3), "labels must be 1-D"),
+        (np.arange(29) % 3, "29 labels for 30 images"),
+    ],
+)
+def test_a_numpy_archive_with_bad_labels_is_a_one_line_error_naming_the_file(tmp_path, labels, problem):
+    path = tmp_path / "hostile.npz"
+    np.savez(path, images=np.zeros((30, 6, 6), np.uint8), labels=labels)
+    with pytest.raises(DatasetError) as error:
+        load_dataset(str(path))
+    assert str(error.value).startswith(f"dataset file {path}: ") and problem in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_non_finite_or_huge_labels_never_reach_the_class_count():
+    images = np.zeros((18, 5, 6), np.uint8)
+    with pytest.raises(DatasetError, match="'inf'.*integers 0..K-1"):
+        ImageDataset("inf", images, np.r_[np.repeat([0.0, 1.0], 8), np.inf, np.inf])
+    with pytest.raises(DatasetError, match="'huge'.*0..K-1, got 1000000000000 among 18"):
+        ImageDataset("huge", images, np.r_[np.repeat([0, 1], 8), 10**12, 10**12])  # no 10**12-long bincount
+    with pytest.raises(DatasetError, match="'nan'.*labels contain NaN"):
+        ImageDataset.from_arrays("nan", images, np.r_[np.repeat([0.0, 1.0], 8), np.nan, np.nan])

@@ -2,9 +2,12 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
+from sb3_nas.data import ImageDataset
+from sb3_nas.errors import InputError
 from sb3_nas.estimation import (
     FIDELITIES,
     Evaluation,
@@ -18,6 +21,7 @@ from sb3_nas.estimation import (
     train_network,
 )
 from sb3_nas.estimation import trainer as trainer_module
+from sb3_nas.estimation.fidelity import FidelityError
 from sb3_nas.space import InvalidArchitecture, NSCNetwork, plan_network
 
 CHAIN3 = [(1, 1, 3, 0, 0), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)]
@@ -30,6 +34,47 @@ def test_paper_fidelity_is_section_4_1_2():
     assert (paper.lr_decay_factor, paper.lr_decay_every, paper.lr_schedule) == (0.2, 5, True)
     assert paper.max_train_images is None and paper.test_fraction == pytest.approx(1 / 3)
     assert get_fidelity(None) is FIDELITIES["cpu"]
+
+
+def test_new_settings_at_their_default_keep_every_registered_digest_and_memo_key():
+    # digests of the registered fidelities before max_params existed: memo entries stored under them still
+    # answer; a new setting enters the digest only once it is set
+    assert {name: f.digest for name, f in FIDELITIES.items()} == {
+        "paper": "49caf78e6cb385f8",
+        "cpu": "fd76358b41821e95",
+        "tiny": "a7f4e199a3689701",
+    }
+    assert get_fidelity("cpu,batch_size=64").digest == "03f9cbfc32235013"
+    assert FIDELITIES["tiny"].max_params is None
+    limited = get_fidelity("tiny,max_params=1000000")
+    assert limited.max_params == 1_000_000 and limited.digest not in {f.digest for f in FIDELITIES.values()}
+    assert limited.digest != FIDELITIES["tiny"].replace(max_params=999_999).digest
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("tiny,batch_size=0", "batch_size must be at least 1, got 0"),
+        ("tiny,image_size=0", "image_size must be at least 1, got 0"),
+        ("tiny,epochs=0", "epochs must be at least 1, got 0"),
+        ("tiny,learning_rate=nan", "learning_rate must be a finite number, got nan"),
+        ("tiny,learning_rate=-1e-3", "learning_rate must be positive"),
+        ("tiny,adam_eps=inf", "adam_eps must be a finite number, got inf"),
+        ("tiny,beta2=1", r"beta2 must lie in \[0, 1\)"),
+        ("tiny,test_fraction=0", r"test_fraction must lie in \(0, 1\)"),
+        ("tiny,max_train_images=0", "max_train_images must be at least 1"),
+        ("tiny,max_params=-5", "max_params must be at least 1"),
+        ("tiny,channels=2", "channels must be 1, 3 or None"),
+        ("tiny,seed=-1", r"seed must lie in 0..2\*\*32-1"),
+    ],
+)
+def test_fidelity_settings_out_of_range_are_one_line_input_errors(text, problem):
+    with pytest.raises(FidelityError, match=problem) as error:
+        get_fidelity(text)
+    assert isinstance(error.value, InputError) and "\n" not in str(error.value)
+    assert str(error.value).startswith(f"fidelity {text!r}: ")
+    with pytest.raises(FidelityError, match="epochs must be an integer"):
+        FIDELITIES["tiny"].replace(epochs=2.5)
 
 
 def test_unknown_fidelity_names_the_problem():
@@ -56,9 +101,49 @@ def test_training_learns_and_is_deterministic(small_digits, tiny_fidelity):
     assert first.accuracy > 0.3  # chance is 0.1
     assert first.n_params > 0 and first.flops > 0 and first.train_seconds > 0
     again = evaluate_nsc(CHAIN3, small_digits, fidelity)
-    assert again.accuracy == first.accuracy
-    other_seed = evaluate_nsc(CHAIN3, small_digits, fidelity.replace(seed=1))
-    assert other_seed.n_params == first.n_params
+    assert again == dataclasses.replace(first, train_seconds=again.train_seconds)
+
+
+def _weights(network):
+    return [p.detach().clone() for p in network.parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_the_fidelity_seed_seeds_the_weights_and_the_batch_order(small_digits, tiny_fidelity, monkeypatch):
+    data = prepare_data(small_digits, tiny_fidelity)
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    drawn = {}
+    for seed in (0, 1):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            drawn[seed] = _weights(NSCNetwork(plan))
+    assert not _same(drawn[0], drawn[1])
+    built = []
+
+    def spy(plan):
+        network = NSCNetwork(plan)
+        built.append(_weights(network))  # as built, before the training changes them
+        return network
+
+    monkeypatch.setattr(trainer_module, "NSCNetwork", spy)
+    for seed in (0, 0, 1):
+        evaluate_plan(plan, data, tiny_fidelity.replace(seed=seed))
+    # the weights are drawn from the torch RNG seeded by the fidelity's seed
+    assert _same(built[0], drawn[0]) and _same(built[1], drawn[0]) and _same(built[2], drawn[1])
+    # from the same weights and the same dropout masks, the fidelity's seed alone orders the batches
+    trained = []
+    for seed in (0, 0, 1):
+        network = NSCNetwork(plan)
+        for param, value in zip(network.parameters(), drawn[0], strict=True):
+            param.data.copy_(value)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(7)
+            trainer_module.train_and_score(network, data, tiny_fidelity.replace(seed=seed))
+        trained.append(_weights(network))
+    assert _same(trained[0], trained[1]) and not _same(trained[0], trained[2])
 
 
 def test_lr_schedule_switch(small_digits, tiny_fidelity, monkeypatch):
@@ -174,3 +259,69 @@ def test_train_network_lets_an_unbuildable_network_raise(small_digits, tiny_fide
     with pytest.raises(InvalidArchitecture, match="too small"):
         train_network(build, prepare_data(small_digits, tiny_fidelity), tiny_fidelity)
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_any_exception_of_the_training_is_an_invalid_evaluation_named_by_its_type(
+    small_digits, tiny_fidelity, monkeypatch
+):
+    data = prepare_data(small_digits, tiny_fidelity)
+
+    def fail(*args, **kwargs):
+        raise KeyError("no such layer")
+
+    monkeypatch.setattr(trainer_module, "train_and_score", fail)
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    failed = train_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
+    assert (failed.accuracy, failed.valid) == (0.0, False)
+    assert failed.reason == "training failed: KeyError: 'no such layer'"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_module, "train_and_score", interrupt)
+    with pytest.raises(KeyboardInterrupt):  # not a failure of the network: the run stops
+        train_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
+
+
+def test_the_parameter_limit_refuses_a_network_from_its_plan_before_building_it(
+    small_digits, tiny_fidelity, monkeypatch
+):
+    data = prepare_data(small_digits, tiny_fidelity)
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    n_params = sum(p.numel() for p in NSCNetwork(plan).parameters())
+    at_limit = tiny_fidelity.replace(max_params=n_params)
+    below = tiny_fidelity.replace(max_params=n_params - 1)
+    assert evaluate_plan(plan, data, at_limit).valid  # the limit itself is allowed
+
+    def never(*args):
+        raise AssertionError("a network above the limit was built")
+
+    monkeypatch.setattr(trainer_module, "NSCNetwork", never)
+    refused = evaluate_plan(plan, data, below)
+    reason = f"too many parameters: {n_params} > {n_params - 1}"
+    assert refused == Evaluation(0.0, False, reason, 0, plan.flops, 0.0)
+    assert evaluate_nsc(CHAIN3, small_digits, below) == refused
+    # a network given as a builder is counted once built, and refused before any training
+    monkeypatch.setattr(trainer_module, "train_and_score", never)
+    built = train_network(lambda: NSCNetwork(plan), data, below)
+    assert (built.accuracy, built.valid, built.reason, built.n_params) == (0.0, False, reason, n_params)
+
+
+def test_data_that_does_not_fit_the_fidelity_is_an_input_error(small_digits, tiny_fidelity, monkeypatch):
+    with pytest.raises(FidelityError, match="'tiny,channels=1' makes 1-channel images, but dataset 'rgb'"):
+        photos = ImageDataset("rgb", np.zeros((30, 8, 8, 3), np.uint8), np.arange(30) % 3)
+        prepare_data(photos, get_fidelity("tiny,channels=1"))
+    with pytest.raises(FidelityError, match="max_train_images=5 cannot keep an image of each of the 10"):
+        prepare_data(small_digits, tiny_fidelity.replace(max_train_images=5))
+
+    def out_of_memory(*args):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 10**12 bytes.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module, "_resize", out_of_memory)
+        with pytest.raises(FidelityError, match="'digits300' at 99999x99999 does not fit in memory"):
+            prepare_data(small_digits, tiny_fidelity.replace(image_size=99999))
+    # a cap that leaves out fewer images than there are classes still keeps the share of every class
+    full = torch.bincount(prepare_data(small_digits, tiny_fidelity).train_y)  # tiny keeps all 200
+    data = prepare_data(small_digits, tiny_fidelity.replace(max_train_images=195))
+    assert data.train_x.shape[0] == 195 and set((full - torch.bincount(data.train_y)).tolist()) == {0, 1}

@@ -63,6 +63,7 @@ def test_a_broken_config_file_is_one_line_naming_the_folder(tmp_path, table, mes
     ("kwargs", "message"),
     [
         ({"envs": []}, "--envs names no environment"),
+        ({"envs": ["digits", "photos", "digits"]}, "--envs names digits more than once"),
         ({"envs": ["digits"], "timesteps": [1, 2]}, "one positive count per environment"),
         ({"envs": ["nope"]}, "unknown dataset 'nope'"),
         ({"envs": ["digits"], "hyperparams": {"n_step": 3}}, "unknown key(s) for meta_a2c: n_step"),

@@ -134,6 +134,15 @@ def test_filter_schedule_for_retraining():
         ([(2, CONV, 3, 0, 0)], "index 2, expected 1"),
         ([(1, TERM, 0, 0, 0), (2, CONV, 3, 1, 0)], "follows a terminal"),
         ([(1, CONV, 3, 0)], "4 values"),
+        ([(1, CONV, 3.5, 0, 0)], "holds 3.5, not an integer"),
+        ([(1, CONV, "3", 0, 0)], "holds '3', not an integer"),
+        ([(1, CONV, None, 0, 0)], "holds None, not an integer"),
+        ([(1, CONV, float("nan"), 0, 0)], "holds nan, not an integer"),
+        ([(True, CONV, 3, 0, 0)], "holds True, not an integer"),
+        (["11300"], "row 1 is not a sequence of 5 integers"),
+        ([7], "row 1 is not a sequence of 5 integers"),
+        (None, "a sequence of rows, got NoneType"),
+        ("11300", "a sequence of rows, got str"),
     ],
 )
 def test_illegal_nsc_rows_name_the_problem(nsc, message):
@@ -176,3 +185,19 @@ def test_state_encoding_sizes_and_one_hots():
     assert multi.shape == (10, 36)
     assert multi[1].nonzero()[0].tolist() == [6, 8, 14 + 1, 25 + 0]
     assert (multi.sum(axis=1) == 4).all()
+
+
+@pytest.mark.parametrize(
+    "nsc",
+    [
+        [],
+        [(1, CONV, 3, 0, 0), (2, MAX, 2, 1, 0), (3, CONV, 1, 2, 0)],
+        [(1, CONV, 5, 0, 0), (2, CONV, 3, 0, 0), (3, CAT, 0, 1, 2), (4, CONV, 1, 3, 0), (5, ADD, 0, 4, 0)],
+    ],
+)
+def test_the_plan_counts_the_parameters_of_the_network_it_builds(nsc):
+    for input_shape, n_classes, filters in (((1, 16, 16), 10, 32), ((3, 9, 7), 4, lambda i: 8 * i)):
+        net = build_network(nsc, input_shape, n_classes, conv_filters=filters, dense_units=64)
+        assert net.plan.n_params == sum(p.numel() for p in net.parameters())
+    one_conv = plan_network([(1, CONV, 3, 0, 0)], (1, 8, 8), 10)  # 32 × (3 × 3 + 3), then the 6×6 head
+    assert one_conv.n_params == 32 * (9 + 3) + (32 * 6 * 6 + 1) * 1024 + (1024 + 1) * 10

@@ -60,6 +60,8 @@ class ImageDataset:
         if images.dtype.kind == "f":
             images = _float_to_uint8(name, images)
         labels = np.asarray(labels)
+        if labels.dtype.kind in "fc" and not np.all(np.isfinite(labels)):
+            raise DatasetError(f"dataset {name!r}: labels contain NaN or infinite values")
         if labels.ndim == 1 and len(labels):
             try:
                 labels = np.unique(labels, return_inverse=True)[1].reshape(-1)
@@ -155,14 +157,17 @@ def _as_labels(name: str, labels: object, n_images: int) -> tuple[np.ndarray, in
         raise DatasetError(f"dataset {name!r}: labels must be 1-D, got shape {array.shape}")
     if len(array) != n_images:
         raise DatasetError(f"dataset {name!r}: {len(array)} labels for {n_images} images")
-    whole = array.dtype.kind in "biu" or (array.dtype.kind == "f" and bool(np.all(np.floor(array) == array)))
+    whole = array.dtype.kind in "biu" or (
+        array.dtype.kind == "f" and bool(np.all(np.isfinite(array) & (np.floor(array) == array)))
+    )
     if not whole:
         raise DatasetError(
             f"dataset {name!r}: labels must be integers 0..K-1, got {array.dtype}; "
             "ImageDataset.from_arrays encodes any labels"
         )
-    if array.min() < 0:
-        raise DatasetError(f"dataset {name!r}: labels must be 0..K-1, got {array.min()}")
+    if array.min() < 0 or array.max() >= len(array):  # K classes need K ≤ N labels (no bincount of 10**12)
+        extreme = array.min() if array.min() < 0 else array.max()
+        raise DatasetError(f"dataset {name!r}: labels must be 0..K-1, got {extreme} among {len(array)}")
     array = array.astype(np.int64)
     if len(np.unique(array)) < 2:
         raise DatasetError(f"dataset {name!r}: needs at least 2 classes, got 1")

@@ -29,4 +29,8 @@ def load_npz(path: str | Path) -> ImageDataset:
         raise DatasetError(
             f"dataset file {path} needs arrays 'images' and 'labels' (it has: {', '.join(arrays) or 'none'})"
         )
-    return ImageDataset.from_arrays(path.stem, images, labels)
+    try:
+        return ImageDataset.from_arrays(path.stem, images, labels)
+    except DatasetError as error:  # name the file, not only the dataset named after it
+        problem = str(error).removeprefix(f"dataset {path.stem!r}: ")
+        raise DatasetError(f"dataset file {path}: {problem}") from None

@@ -31,6 +31,9 @@ MAX_DEPTH_REACHED = "max_depth"  # (c)
 MAX_STEPS_REACHED = "max_steps"  # (d), a truncation
 INVALID_ARCHITECTURE = "invalid_architecture"  # (e)
 
+# step info that depends on the memo's history, not on the state and the action (NasEnv's ``memo_info``)
+MEMO_INFO_KEYS = ("memo_hit", "train_seconds")
+
 
 class NasEnv(gym.Env):
     """Neural architecture design on one dataset: every action edits the NSC state, and the reward is
@@ -46,6 +49,18 @@ class NasEnv(gym.Env):
     :param max_steps: τ, the maximum number of actions in an episode (``None``: 10 chain, 20 multi-branch)
     :param estimator: a ready ``PerformanceEstimator`` (overrides dataset, fidelity, memo and device)
     :param device: where networks train (``None``/``"auto"``: the GPU when there is one, else the CPU)
+    :param memo_info: add :data:`MEMO_INFO_KEYS` to each step's info: ``memo_hit`` (the reward came from the
+        memo, no network was trained) and ``train_seconds`` (the training time of the network when it was
+        scored). The run records and the benchmarks read them. They tell how the reward was obtained, not
+        what the step did: a network's first scoring is a miss and every later one a hit, so two identical
+        steps differ in them. Gymnasium's ``check_env`` compares the infos of two identical steps from a
+        seeded reset, and passes on a fresh memo only without them: the default.
+
+    Each step's info holds ``accuracy``, ``valid``, ``reason`` (why an invalid network scored 0, else
+    ``""``), ``nsc`` (the state's rows as tuples), ``network`` (the canonical network), ``episode_step``,
+    ``n_params``, ``flops``, ``multi_branch``, ``p1`` and ``p2`` (the layers the pointers point at) and
+    ``ended_by`` (the rule that ended the episode, ``""`` while it runs), all of which follow from the state
+    and the action; and, with ``memo_info``, the memo's ``memo_hit`` and ``train_seconds``.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -63,6 +78,7 @@ class NasEnv(gym.Env):
         estimator: PerformanceEstimator | None = None,
         render_mode: str | None = None,
         device: str | None = None,
+        memo_info: bool = False,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode {render_mode!r}; known: ansi")
@@ -77,6 +93,7 @@ class NasEnv(gym.Env):
         default_steps = MAX_STEPS_MULTI_BRANCH if multi_branch else MAX_STEPS_CHAIN
         self.max_steps = int(default_steps if max_steps is None else max_steps)
         self.render_mode = render_mode
+        self.memo_info = bool(memo_info)
         self.actions = action_table(self.multi_branch)
         self.action_space = gym.spaces.Discrete(len(self.actions), seed=seed)
         width = row_width(self.max_depth, self.multi_branch)
@@ -158,16 +175,16 @@ class NasEnv(gym.Env):
             "reason": entry.reason,
             "nsc": [tuple(row) for row in self.rows],
             "network": entry.network,
-            "memo_hit": estimate.memo_hit,
             "episode_step": self.episode_step,
             "n_params": entry.n_params,
             "flops": entry.flops,
-            "train_seconds": entry.train_seconds,
             "multi_branch": is_multi_branch(self.rows),
             "p1": p1,
             "p2": p2,
             "ended_by": ended_by,
         }
+        if self.memo_info:
+            info.update(memo_hit=estimate.memo_hit, train_seconds=entry.train_seconds)
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> str | None:

@@ -5,13 +5,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 from sb3_nas.errors import InputError
 
 
-class UnknownFidelityError(InputError):
-    """A fidelity name that is not registered."""
+class FidelityError(InputError):
+    """A fidelity that cannot be used: a setting of the wrong type or out of its range, or one that does
+    not fit the dataset; the message names the fidelity and the setting."""
+
+
+class UnknownFidelityError(FidelityError):
+    """A fidelity name that is not registered, or a malformed override of a registered one."""
+
+
+# Settings added after memo entries were stored: left out of the digest while they hold their default (None),
+# so the digest, and with it every memo key, of a fidelity that does not use them stays what it was.
+_UNDIGESTED_WHEN_NONE = ("max_params",)
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,10 @@ class Fidelity:
     split_seed: int = 0
     seed: int = 0  # seeds weight initialisation and batch order
     description: str = ""
+    max_params: int | None = None  # a network with more parameters scores 0 untrained; None: no limit
+
+    def __post_init__(self) -> None:
+        _validate(self)
 
     @property
     def id(self) -> str:
@@ -47,6 +63,9 @@ class Fidelity:
         """Hash of every setting that changes an accuracy, so an edited fidelity never reuses old rewards."""
         settings = dataclasses.asdict(self)
         settings.pop("description")
+        for key in _UNDIGESTED_WHEN_NONE:
+            if settings[key] is None:
+                del settings[key]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes: object) -> Fidelity:
@@ -55,6 +74,53 @@ class Fidelity:
         if unknown:
             raise TypeError(f"unknown fidelity setting(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+
+def _validate(fidelity: Fidelity) -> None:
+    """Normalise number types and check every setting's range (raises :class:`FidelityError`, one line)."""
+    name = fidelity.name
+
+    def fail(problem: str) -> FidelityError:
+        return FidelityError(f"fidelity {name!r}: {problem}")
+
+    if not isinstance(name, str) or not name.strip():
+        raise FidelityError(f"a fidelity needs a non-empty name, got {name!r}")
+    for spec in dataclasses.fields(fidelity):
+        key, value = spec.name, getattr(fidelity, spec.name)
+        kind = str(spec.type)
+        if kind.endswith("| None") and value is None:
+            continue
+        if kind.startswith("int"):
+            if not isinstance(value, Integral) or isinstance(value, bool):
+                raise fail(f"{key} must be an integer, got {value!r}")
+            object.__setattr__(fidelity, key, int(value))
+        elif kind == "float":
+            if not isinstance(value, Real) or isinstance(value, bool) or not math.isfinite(value):
+                raise fail(f"{key} must be a finite number, got {value!r}")
+            object.__setattr__(fidelity, key, float(value))
+        elif kind == "bool" and not isinstance(value, bool):
+            raise fail(f"{key} must be true or false, got {value!r}")
+        elif kind == "str" and not isinstance(value, str):
+            raise fail(f"{key} must be text, got {value!r}")
+    f = fidelity
+    at_least_one = ["version", "image_size", "epochs", "batch_size", "lr_decay_every"]
+    at_least_one += [key for key in ("max_train_images", "max_params") if getattr(f, key) is not None]
+    for key in at_least_one:
+        if getattr(f, key) < 1:
+            raise fail(f"{key} must be at least 1, got {getattr(f, key)}")
+    if f.channels not in (None, 1, 3):
+        raise fail(f"channels must be 1, 3 or None (native), got {f.channels}")
+    for key in ("learning_rate", "adam_eps", "lr_decay_factor"):
+        if getattr(f, key) <= 0.0:
+            raise fail(f"{key} must be positive, got {getattr(f, key)}")
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= getattr(f, key) < 1.0:
+            raise fail(f"{key} must lie in [0, 1), got {getattr(f, key)}")
+    if not 0.0 < f.test_fraction < 1.0:
+        raise fail(f"test_fraction must lie in (0, 1), got {f.test_fraction}")
+    for key in ("split_seed", "seed"):
+        if not 0 <= getattr(f, key) < 2**32:
+            raise fail(f"{key} must lie in 0..2**32-1, got {getattr(f, key)}")
 
 
 FIDELITIES: dict[str, Fidelity] = {

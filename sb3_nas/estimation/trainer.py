@@ -14,7 +14,7 @@ from torch import nn
 
 from sb3_nas.data import ImageDataset
 from sb3_nas.estimation.device import SpeedSettings, resolve_device
-from sb3_nas.estimation.fidelity import Fidelity
+from sb3_nas.estimation.fidelity import Fidelity, FidelityError
 from sb3_nas.space import InvalidArchitecture, NetworkPlan, NSCNetwork, plan_network
 
 EVAL_BATCH = 1024  # test images per forward pass (no gradients, so memory allows large batches)
@@ -69,7 +69,18 @@ def _cap_stratified(train_idx: np.ndarray, labels: np.ndarray, cap: int | None, 
         return train_idx
     from sklearn.model_selection import train_test_split
 
-    kept, _ = train_test_split(train_idx, train_size=cap, stratify=labels[train_idx], random_state=seed)
+    try:
+        kept, _ = train_test_split(train_idx, train_size=cap, stratify=labels[train_idx], random_state=seed)
+    except ValueError:
+        # scikit-learn needs every class on both sides; when fewer images are left out than there are
+        # classes, deal each class's images in a seeded order, and keep the first ``cap`` dealt
+        order = np.random.default_rng(seed).permutation(train_idx)
+        classes = labels[order]
+        rank = np.zeros(len(order))
+        for label in np.unique(classes):
+            members = classes == label
+            rank[members] = (np.arange(members.sum()) + 0.5) / members.sum()
+        kept = order[np.argsort(rank, kind="stable")[:cap]]
     return np.sort(kept)
 
 
@@ -91,10 +102,35 @@ def prepare_data(
     return _PREPARED[key]
 
 
+def check_data_fits(dataset: ImageDataset, fidelity: Fidelity) -> None:
+    """Raise :class:`FidelityError` (one line) when ``fidelity`` cannot prepare ``dataset``: colour images
+    asked for as grey, or a training cap below the number of classes. Cheap: nothing is resized."""
+    channels = dataset.image_shape[2]
+    if fidelity.channels is not None and channels not in (1, fidelity.channels):
+        raise FidelityError(
+            f"fidelity {fidelity.name!r} makes {fidelity.channels}-channel images, but dataset "
+            f"{dataset.name!r} has {channels} channels"
+        )
+    cap = fidelity.max_train_images
+    if cap is not None and cap < dataset.n_classes:
+        raise FidelityError(
+            f"fidelity {fidelity.name!r}: max_train_images={cap} cannot keep an image of each of the "
+            f"{dataset.n_classes} classes of dataset {dataset.name!r}"
+        )
+
+
 def _prepare(dataset: ImageDataset, fidelity: Fidelity) -> PreparedData:
+    check_data_fits(dataset, fidelity)
     train_idx, test_idx = dataset.split(fidelity.test_fraction, fidelity.split_seed)
     train_idx = _cap_stratified(train_idx, dataset.labels, fidelity.max_train_images, fidelity.split_seed)
-    x = _resize(dataset.images, fidelity.image_size, fidelity.channels)
+    try:
+        x = _resize(dataset.images, fidelity.image_size, fidelity.channels)
+    except (MemoryError, RuntimeError) as error:  # an allocation that fails: the image size is too large
+        size = fidelity.image_size
+        raise FidelityError(
+            f"fidelity {fidelity.name!r}: dataset {dataset.name!r} at {size}x{size} does not fit in memory "
+            f"({_failure_reason(error)})"
+        ) from None
     y = torch.tensor(dataset.labels, dtype=torch.int64)
     train_t, test_t = torch.tensor(train_idx), torch.tensor(test_idx)
     return PreparedData(x[train_t], y[train_t], x[test_t], y[test_t], dataset.n_classes)
@@ -185,9 +221,24 @@ def evaluate_nsc(
     return evaluate_plan(plan, data, fidelity)
 
 
+# failures the trainer expects (divergence, out of memory, CUDA errors): their message says what happened
+EXPECTED_FAILURES = (FloatingPointError, RuntimeError, MemoryError)
+
+
 def _failure_reason(error: BaseException) -> str:
-    """The first line of ``error``'s message, or its type's name when it has none."""
-    return (str(error).strip() or type(error).__name__).splitlines()[0]
+    """The first line of ``error``'s message (or its type's name when it has none); another kind of
+    exception than :data:`EXPECTED_FAILURES` is named by its type first, ``ValueError: …``."""
+    message = str(error).strip()
+    first = message.splitlines()[0] if message else type(error).__name__
+    if message and not isinstance(error, EXPECTED_FAILURES):
+        first = f"{type(error).__name__}: {first}"
+    return first
+
+
+def too_many_parameters(n_params: int, fidelity: Fidelity) -> str:
+    """The reason a network of ``n_params`` parameters may not be trained at ``fidelity``, or ``""``."""
+    limit = fidelity.max_params
+    return f"too many parameters: {n_params} > {limit}" if limit is not None and n_params > limit else ""
 
 
 def train_network(
@@ -199,37 +250,52 @@ def train_network(
     """Build a network with the torch RNG seeded by ``fidelity.seed``, train it and score it (§4.1.2).
 
     The seeding happens on a private copy of the RNG: the same ``build``, data and fidelity give the same
-    accuracy, and the caller's RNG is left untouched. A training that fails (non-finite loss, out of memory)
-    gives an invalid :class:`Evaluation` with accuracy 0 and the reason ``training failed: <first line>``.
-    ``train_seconds`` is the time spent building and training, also for a failed training; ``flops`` is left
-    0 (a module alone does not tell it).
+    accuracy, and the caller's RNG is left untouched. Any failure of the building or the training (an
+    exception such as a non-finite loss or out of memory, a network above ``fidelity.max_params``) gives an
+    invalid :class:`Evaluation` with accuracy 0 and a one-line reason: ``training failed: <first line>`` or
+    ``too many parameters: N > LIMIT``. ``train_seconds`` is the time spent building and training, also for a
+    failed training; ``flops`` is left 0 (a module alone does not tell it).
 
     :param build: makes the untrained network; it may raise :class:`InvalidArchitecture`, which propagates
     :param settings: how to run the training (``None``: the best for the data's device)
     """
     start = time.perf_counter()
+    n_params, accuracy, reason = 0, 0.0, ""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(fidelity.seed)
-        network = build()
-        n_params = sum(p.numel() for p in network.parameters())
+        network: nn.Module | None = None
         try:
-            accuracy = train_and_score(network, data, fidelity, settings)
-        except (FloatingPointError, RuntimeError, MemoryError) as error:
-            if data.train_x.is_cuda:
-                torch.cuda.empty_cache()  # an out-of-memory network must not starve the next one
+            network = build()
+            n_params = sum(p.numel() for p in network.parameters())
+            reason = too_many_parameters(n_params, fidelity)
+            if not reason:
+                accuracy = train_and_score(network, data, fidelity, settings)
+        except InvalidArchitecture:
+            raise
+        except Exception as error:  # any failure scores 0 with its reason, and the run goes on
             reason = f"training failed: {_failure_reason(error)}"
-            return Evaluation(0.0, False, reason, n_params, train_seconds=time.perf_counter() - start)
-    return Evaluation(accuracy, True, "", n_params, train_seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if reason:
+        del network  # with the exception gone, nothing holds the failed network's memory any more
+        if data.train_x.is_cuda:
+            torch.cuda.empty_cache()  # an out-of-memory network must not starve the next one
+        return Evaluation(0.0, False, reason, n_params, train_seconds=seconds)
+    return Evaluation(accuracy, True, "", n_params, train_seconds=seconds)
 
 
 def evaluate_plan(
     plan: NetworkPlan, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
 ) -> Evaluation:
-    """Train and score a planned network (:func:`train_network`), turning failures (NaN, out of memory)
-    into reward 0; a failed training records no training time.
+    """Train and score a planned network (:func:`train_network`), turning failures (NaN, out of memory, any
+    exception of the training) into reward 0; a failed training records no training time.
 
+    A plan above ``fidelity.max_params`` parameters is refused before anything is built: reward 0, the
+    reason ``too many parameters: N > LIMIT`` and ``n_params`` 0, as for any network that was not built.
     ``settings``: how to run the training (``None``: the best for the data's device).
     """
+    refused = too_many_parameters(plan.n_params, fidelity)
+    if refused:
+        return Evaluation(0.0, False, refused, flops=plan.flops)
     evaluation = train_network(lambda: NSCNetwork(plan), data, fidelity, settings)
     seconds = evaluation.train_seconds if evaluation.valid else 0.0
     return dataclasses.replace(evaluation, flops=plan.flops, train_seconds=seconds)

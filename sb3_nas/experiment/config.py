@@ -23,6 +23,7 @@ from sb3_nas.estimation import (
     AUTO,
     Fidelity,
     RewardMemo,
+    check_data_fits,
     default_memo_url,
     get_fidelity,
     masked_url,
@@ -116,6 +117,9 @@ class RunConfig:
         envs = tuple(envs)
         if not envs:
             raise UsageError("--envs names no environment")
+        repeated = sorted({env for env in envs if envs.count(env) > 1})
+        if repeated:  # records, hyper-parameters and resuming tell environments apart by name
+            raise UsageError(f"--envs names {', '.join(repeated)} more than once")
         timesteps = resolve_timesteps(timesteps, len(envs), algo, multi_branch, model is not None)
         fidelity = get_fidelity(fidelity)
         resolve_device(device)
@@ -141,8 +145,8 @@ class RunConfig:
             model=None if model is None else str(model),
         )  # fmt: skip
         if check_data:
-            for dataset in envs:
-                load_dataset(dataset)  # an unknown name or a broken file stops here, before any training
+            for dataset in envs:  # an unknown name, a broken file or data the fidelity cannot use stop here
+                check_data_fits(load_dataset(dataset), fidelity)
         return config
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -6,7 +6,11 @@ tree links to them), so an installed ``sb3_nas`` finds them from any folder.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import math
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,10 +39,128 @@ def accepted_keys(algo_class: type) -> set[str]:
 
 
 def check_keys(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
-    """Raise :class:`ConfigError` naming ``where`` when a key is not a hyper-parameter of ``algo``."""
+    """Raise :class:`ConfigError` naming ``where`` when a key is not a hyper-parameter of ``algo``, or its
+    value is not of the type the constructor of ``algo_class`` declares (:func:`check_values`)."""
     unknown = sorted(set(hyperparams) - accepted_keys(algo_class))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) for {algo}: {', '.join(unknown)}")
+    check_values(hyperparams, algo, algo_class, where)
+
+
+def check_values(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where`` for a value the constructor of ``algo_class`` cannot take.
+
+    Checked: ``policy`` is one of the algorithm's policy names (``policy_aliases``); every other value
+    matches the type annotation of its constructor argument (``n_steps: five`` is text, not an ``int``;
+    ``1e-3``, which YAML reads as text, is not a ``float``); the zoo's fraction keys are numbers. Ranges
+    (``n_steps: 0``, ``gamma: 2``) and the content of ``policy_kwargs`` are left to the constructor.
+    """
+    hints = constructor_hints(algo_class)
+    for key, value in hyperparams.items():
+        if key == "policy":
+            _check_policy(value, algo, algo_class, where)
+            continue
+        hint = float if key in FRACTION_KEYS else hints.get(key)
+        if hint is not None and _conforms(value, hint) is False:
+            raise ConfigError(f"{where}: {key}: {value!r} is not {_describe(hint)}{_yaml_hint(value, hint)}")
+
+
+def constructor_hints(algo_class: type) -> dict[str, Any]:
+    """The resolved annotation of each constructor argument of ``algo_class`` (unresolvable: left out)."""
+    init = algo_class.__init__
+    namespace = {**vars(typing), **getattr(init, "__globals__", {})}
+    hints = {}
+    for name, parameter in inspect.signature(init).parameters.items():
+        annotation = parameter.annotation
+        if annotation is inspect.Parameter.empty:
+            continue
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)  # the annotation text of the algorithm's own code
+            except Exception:  # a name imported only for type checkers: that argument is not checked
+                continue
+        hints[name] = annotation
+    return hints
+
+
+def _check_policy(value: Any, algo: str, algo_class: type, where: str) -> None:
+    aliases = getattr(algo_class, "policy_aliases", None) or {}
+    if isinstance(value, type) or (isinstance(value, str) and value in aliases):
+        return
+    known = ", ".join(aliases) or "none"
+    raise ConfigError(f"{where}: unknown policy {value!r} for {algo} (known: {known})")
+
+
+def _conforms(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint``: True, False, or None where this check cannot tell."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        verdicts = [_conforms(value, arg) for arg in typing.get_args(hint)]
+        if True in verdicts:
+            return True
+        return False if all(v is False for v in verdicts) else None
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+    base = origin or hint
+    if base is collections.abc.Callable:
+        return callable(value)
+    if base in (dict, collections.abc.Mapping):
+        return isinstance(value, Mapping)
+    if base is collections.abc.Sequence:
+        return isinstance(value, list | tuple)
+    if base is type:
+        return isinstance(value, type)
+    if isinstance(base, type):
+        return isinstance(value, base)
+    return None
+
+
+def _describe(hint: Any) -> str:
+    """``int``, ``float or a schedule``, ``a mapping or None``: an annotation in words."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(arg) for arg in typing.get_args(hint)))
+    if hint is None or hint is type(None):
+        return "None"
+    base = origin or hint
+    if base is collections.abc.Callable:
+        return "a schedule"
+    if base in (dict, collections.abc.Mapping):
+        return "a mapping"
+    if base is collections.abc.Sequence:
+        return "a list"
+    if base is type:
+        return "a class"
+    if base is bool:
+        return "true or false"
+    if base is str:
+        return "text"
+    name = getattr(base, "__name__", str(base))
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def _yaml_hint(value: Any, hint: Any) -> str:
+    """A reminder that YAML 1.1 reads ``1e-3`` (no dot) as text, when that is what happened."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    if not math.isfinite(number):
+        return ""
+    written = int(number) if number.is_integer() and _conforms(int(number), hint) else number
+    return f" (YAML reads {value} as text: write {written!r})"
 
 
 def load_hyperparams(
@@ -46,7 +168,8 @@ def load_hyperparams(
 ) -> dict[str, Any]:
     """The hyper-parameters of ``algo`` on ``env_id``: from ``conf`` if given, else the shipped zoo config.
 
-    Every key must be a constructor argument of ``algo_class`` (or one of ``FRACTION_KEYS``).
+    Every key must be a constructor argument of ``algo_class`` (or one of ``FRACTION_KEYS``) with a value of
+    its type (:func:`check_values`), and a ``policy`` must be named where the constructor needs one.
     """
     path = Path(conf) if conf is not None else config_path(algo)
     if not path.is_file():
@@ -64,7 +187,12 @@ def load_hyperparams(
     hyperparams = table[env_id] or {}
     if not isinstance(hyperparams, dict):
         raise ConfigError(f"config file {path}: the entry for {env_id} must be a mapping")
-    check_keys(hyperparams, algo, algo_class, f"config file {path} on {env_id}")
+    where = f"config file {path} on {env_id}"
+    policy = inspect.signature(algo_class.__init__).parameters.get("policy")
+    if policy is not None and policy.default is inspect.Parameter.empty and "policy" not in hyperparams:
+        known = ", ".join(getattr(algo_class, "policy_aliases", None) or {}) or "none"
+        raise ConfigError(f"{where}: no policy given (known for {algo}: {known})")
+    check_keys(hyperparams, algo, algo_class, where)
     return dict(hyperparams)
 
 

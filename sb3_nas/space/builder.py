@@ -46,6 +46,18 @@ class NetworkPlan:
         return canonical_network(self.rows)
 
     @property
+    def n_params(self) -> int:
+        """Trainable parameters of the built network (:class:`NSCNetwork`), known without building it:
+        each convolution's weights, bias and BatchNorm scale and shift, and the prediction module."""
+        conv = sum(
+            filters * (self.shapes[row.pred1][0] * row.kernel**2 + 3)
+            for row, filters in zip(self.rows, self.filters, strict=True)
+            if row.type == LayerType.CONVOLUTION
+        )
+        c, h, w = self.feature_shape
+        return conv + (c * h * w + 1) * self.dense_units + (self.dense_units + 1) * self.n_classes
+
+    @property
     def flops(self) -> int:
         """Forward FLOPs for one image, prediction module included."""
         c, h, w = self.feature_shape

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import IntEnum
+from numbers import Integral, Real
 from typing import NamedTuple
 
 MAX_DEPTH = 10  # d, §6.1
@@ -60,13 +61,12 @@ def validate_nsc(nsc: Iterable[Sequence[int]], max_depth: int | None = None) -> 
     Rows are in index order starting at 1; ``EMPTY`` rows (type 0) are only allowed as padding
     after the last real row and are dropped; nothing may follow a terminal row.
     """
+    if isinstance(nsc, str | bytes) or not isinstance(nsc, Iterable):
+        raise InvalidNSC(f"an NSC state is a sequence of rows, got {type(nsc).__name__}")
     rows: list[NSC] = []
     padding = False
     for position, raw in enumerate(nsc, start=1):
-        values = tuple(int(v) for v in raw)
-        if len(values) != 5:
-            raise InvalidNSC(f"NSC row {position} has {len(values)} values, expected 5: {tuple(raw)}")
-        row = NSC(*values)
+        row = NSC(*_row_values(position, raw))
         if row.type == LayerType.EMPTY:
             padding = True
             continue
@@ -96,6 +96,25 @@ def validate_nsc(nsc: Iterable[Sequence[int]], max_depth: int | None = None) -> 
                     raise InvalidNSC(f"NSC row {position}: predecessor {pred} is outside 0..{row.index - 1}")
         rows.append(row)
     return tuple(rows)
+
+
+def _row_values(position: int, raw: object) -> tuple[int, ...]:
+    """The five integers of NSC row ``position`` (integral floats such as 3.0 pass); ``InvalidNSC`` else."""
+    if isinstance(raw, str | bytes) or not isinstance(raw, Iterable):
+        raise InvalidNSC(f"NSC row {position} is not a sequence of 5 integers: {raw!r}")
+    values = tuple(raw)
+    if len(values) != 5:
+        raise InvalidNSC(f"NSC row {position} has {len(values)} values, expected 5: {values}")
+    integers = []
+    for value in values:
+        try:
+            integral = isinstance(value, Integral) or (isinstance(value, Real) and float(value).is_integer())
+        except (OverflowError, ValueError):
+            integral = False
+        if isinstance(value, bool) or not integral:
+            raise InvalidNSC(f"NSC row {position} holds {value!r}, not an integer: {values}")
+        integers.append(int(value))
+    return tuple(integers)
 
 
 def layers_of(rows: Sequence[NSC]) -> tuple[NSC, ...]:
