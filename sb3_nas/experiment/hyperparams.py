@@ -52,8 +52,9 @@ def check_values(hyperparams: Mapping[str, Any], algo: str, algo_class: type, wh
 
     Checked: ``policy`` is one of the algorithm's policy names (``policy_aliases``); every other value
     matches the type annotation of its constructor argument (``n_steps: five`` is text, not an ``int``;
-    ``1e-3``, which YAML reads as text, is not a ``float``); the zoo's fraction keys are numbers. Ranges
-    (``n_steps: 0``, ``gamma: 2``) and the content of ``policy_kwargs`` are left to the constructor.
+    ``1e-3``, which YAML reads as text, is not a ``float``); the zoo's fraction keys are numbers; the common
+    hyper-parameters lie in :data:`RANGES` (``n_steps: 0`` and ``gamma: 2`` are refused). The content of
+    ``policy_kwargs`` is left to the constructor.
     """
     hints = constructor_hints(algo_class)
     for key, value in hyperparams.items():
@@ -63,6 +64,29 @@ def check_values(hyperparams: Mapping[str, Any], algo: str, algo_class: type, wh
         hint = float if key in FRACTION_KEYS else hints.get(key)
         if hint is not None and _conforms(value, hint) is False:
             raise ConfigError(f"{where}: {key}: {value!r} is not {_describe(hint)}{_yaml_hint(value, hint)}")
+        bounds = RANGES.get(key)
+        if bounds is not None and isinstance(value, int | float) and not isinstance(value, bool):
+            low, high, words = bounds
+            if not (math.isfinite(value) and low <= value <= high) or (key in POSITIVE and value <= 0):
+                raise ConfigError(f"{where}: {key}: {value!r} is out of range ({words})")
+
+
+# the ranges of the common hyper-parameters that the algorithms' constructors accept but cannot train with
+_ANY = math.inf
+RANGES: dict[str, tuple[float, float, str]] = {
+    "n_steps": (1, _ANY, "at least 1"), "batch_size": (1, _ANY, "at least 1"),
+    "n_epochs": (1, _ANY, "at least 1"), "buffer_size": (1, _ANY, "at least 1"),
+    "target_update_interval": (1, _ANY, "at least 1"), "train_freq": (1, _ANY, "at least 1"),
+    "gradient_steps": (-1, _ANY, "-1 or more"), "learning_starts": (0, _ANY, "0 or more"),
+    "gamma": (0, 1, "from 0 to 1"), "gae_lambda": (0, 1, "from 0 to 1"), "tau": (0, 1, "from 0 to 1"),
+    "exploration_initial_eps": (0, 1, "from 0 to 1"), "exploration_final_eps": (0, 1, "from 0 to 1"),
+    "exploration_fraction": (0, 1, "from 0 to 1"), "buffer_size_fraction": (0, 1, "above 0, at most 1"),
+    "learning_starts_fraction": (0, 1, "from 0 to 1"), "learning_rate": (0, _ANY, "above 0"),
+    "ent_coef": (0, _ANY, "0 or more"), "vf_coef": (0, _ANY, "0 or more"),
+    "max_grad_norm": (0, _ANY, "above 0"), "rms_prop_eps": (0, _ANY, "above 0"),
+    "clip_range": (0, _ANY, "above 0"),
+}  # fmt: skip
+POSITIVE = {"learning_rate", "max_grad_norm", "rms_prop_eps", "clip_range", "buffer_size_fraction"}  # not 0
 
 
 def constructor_hints(algo_class: type) -> dict[str, Any]:
