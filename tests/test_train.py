@@ -108,6 +108,30 @@ def test_dqn_gets_the_paper_settings():
     assert hyperparams["target_update_interval"] == 100
 
 
+def test_dqn_as_built_has_the_paper_settings_and_a_fresh_model_per_environment(
+    tmp_path, memo_url, monkeypatch
+):
+    from sb3_nas.experiment import runner
+
+    built, build = [], runner._learner
+    monkeypatch.setattr(runner, "_learner", lambda *args: built.append(build(*args)) or built[-1])
+    config = RunConfig.create(
+        "dqn", envs=["digits", "photos"], timesteps=[20, 40], fidelity="tiny", memo=memo_url
+    )
+    run(config, tmp_path, progress=False)
+    assert len(built) == 2 and built[0] is not built[1]  # a new policy per environment (§6.1)
+    assert built[0].policy is not built[1].policy
+    for model, t_max in zip(built, (20, 40), strict=True):
+        assert model.num_timesteps == t_max  # each learned from zero on its own environment
+        assert (model.learning_starts, model.buffer_size) == (round(0.15 * t_max), t_max // 2)
+        assert (model.gamma, model.batch_size, model.target_update_interval) == (0.9, 20, 100)
+        assert (model.exploration_initial_eps, model.exploration_final_eps) == (1.0, 0.1)
+        assert model.exploration_fraction == 1.0 and model.learning_rate == 5e-4
+        assert model.exploration_rate == pytest.approx(
+            0.1
+        )  # ε annealed over the whole run, reached at its end
+
+
 @pytest.fixture(scope="module")
 def meta_run(tmp_path_factory, memo_url):
     """A meta_a2c run at the tiny fidelity, σ 0.1 (its model is evaluated below)."""
