@@ -107,6 +107,8 @@ SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                                                         "rl-baselines3-zoo's format "
                                                                         "(default zoo_configs/<algo>.yml)"}),
     "overwrite": (("--overwrite",), {"action": "store_true", "help": "replace a run already in --out"}),
+    "tensorboard_log": (("-tb", "--tensorboard-log"), {"metavar": "DIR", "help": "log to TensorBoard too, in "
+                                                       "DIR/<run folder name> (the tensorboard extra)"}),
 }  # fmt: skip
 
 

@@ -26,7 +26,8 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m sb3_nas.evaluate", description=__doc__)
     parser.add_argument("--model", required=True, help="a MetaA2C model.zip written by sb3_nas.train")
     add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "seed", "out", "no_progress",
-               "overwrite", envs={"default": list(EVAL_TASKS)}, timesteps={"default": DEFAULT_TIMESTEPS},
+               "overwrite", "tensorboard_log",
+               envs={"default": list(EVAL_TASKS)}, timesteps={"default": DEFAULT_TIMESTEPS},
                fidelity={"default": None, "help": "how networks are trained and scored (default: the "
                                                   "training run's)"},
                out={"help": "the run folder (default results/runs/evaluate-<time>)"})  # fmt: skip
@@ -76,7 +77,7 @@ def execute(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     out = Path(args.out) if args.out else default_out("evaluate")
-    run(config, out, progress=not args.no_progress, overwrite=args.overwrite)
+    run(config, out, not args.no_progress, overwrite=args.overwrite, tensorboard_log=args.tensorboard_log)
     print_results(
         f"frozen policy {args.model} on {', '.join(config.envs)} ({config.fidelity.name} fidelity):", out
     )

@@ -55,6 +55,7 @@ def build_parser() -> ArgumentParser:
     )
     trials = "trial run folders: OUT/<study>/trial-<n>"
     add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "seed", "out", "no_progress",
+               "tensorboard_log",
                envs={"help": "datasets of every trial (default: the file's)"},
                timesteps={"help": "t_max per environment of every trial (default: the file's)"},
                fidelity={"default": None, "help": "every trial's fidelity (default: the file's)"},
@@ -113,7 +114,8 @@ def execute(args: argparse.Namespace) -> int:
     memo = args.memo or (args.storage if is_server_url(args.storage) else default_memo_url())
     make_config(sweep, {}, memo, check_data=True)  # what would fail every trial fails now, once
     study, _ = create_or_resume(open_storage(args.storage), name, sweep)
-    objective = TrialObjective(sweep, memo, Path(args.out) / name, progress=not args.no_progress)
+    tensorboard = None if args.tensorboard_log is None else Path(args.tensorboard_log) / name
+    objective = TrialObjective(sweep, memo, Path(args.out) / name, not args.no_progress, tensorboard)
     try:
         ran = run_worker(study, objective, sweep.n_trials)
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m sb3_nas.train", description=__doc__)
     parser.add_argument("--algo", default="meta_a2c", help=f"one of {', '.join(ALGOS)} (default meta_a2c)")
     add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "seed", "out", "no_progress",
-               "conf_file", "hyperparams", "overwrite",
+               "conf_file", "hyperparams", "overwrite", "tensorboard_log",
                envs={"default": list(TRAIN_TASKS)}, timesteps={"default": list(REDUCED_TIMESTEPS)},
                out={"help": "the run folder (default results/runs/<algo>-<time>)"})  # fmt: skip
     parser.add_argument("--multi-branch", action="store_true", help="the multi-branch space (Experiment 3)")
@@ -92,6 +92,7 @@ def execute(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 checkpoint_every=args.checkpoint_every,
                 resume=True,
+                tensorboard_log=args.tensorboard_log,
             )
         except KeyboardInterrupt:
             print(f"interrupted; resume again with --resume {out}", file=sys.stderr)
@@ -106,7 +107,7 @@ def execute(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out(config.algo)
     try:
         run(config, out, progress=not args.no_progress, overwrite=args.overwrite,
-            checkpoint_every=args.checkpoint_every)  # fmt: skip
+            checkpoint_every=args.checkpoint_every, tensorboard_log=args.tensorboard_log)  # fmt: skip
     except KeyboardInterrupt:
         print(f"interrupted; what was recorded is in {out}; continue with --resume {out}", file=sys.stderr)
         return 130

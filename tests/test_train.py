@@ -261,3 +261,34 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path, memo_url, caps
     assert (tmp_path / "steps.csv").read_bytes() == before
     assert run_cli("random", tmp_path, memo_url, "--seed", "1", "--overwrite") == 0
     assert read_run_config(tmp_path).seed == 1
+
+
+def test_tensorboard_receives_the_nas_figures_of_training_and_evaluation(meta_run, tmp_path, memo_url):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars(folder):
+        [events] = list(folder.glob("events.out.tfevents.*"))
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        return set(accumulator.Tags()["scalars"])
+
+    board = tmp_path / "tb"
+    assert run_cli("meta_a2c", tmp_path / "train", memo_url, "-tb", str(board)) == 0
+    figures = {"best_accuracy", "memo_hit_rate", "invalid_share", "episode_length", "episode_best_reward"}
+    assert {f"nas/{env}/{name}" for env in ("digits", "faces") for name in figures} <= scalars(
+        board / "train"
+    )
+    assert "train/entropy" in scalars(board / "train")  # SB3's own figures beside them
+    argv = [
+        "--model",
+        str(meta_run / "model.zip"),
+        "--envs",
+        "mnist",
+        "--timesteps",
+        "12",
+        "--memo",
+        memo_url,
+    ]
+    assert evaluate.main([*argv, "-tb", str(board), "-f", str(tmp_path / "eval"), "--no-progress"]) == 0
+    assert {f"nas/mnist/{name}" for name in figures} <= scalars(board / "eval")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from tqdm.auto import tqdm
 
@@ -90,6 +91,9 @@ class RunRecorder(BaseCallback):
     :param max_steps: stop learning after this many steps (t_max), so every algorithm spends exactly the same
         number of environment steps; a rollout the budget completes is still trained on, one it cuts is not
     :param writer: where each row is appended as it is recorded (``None``: kept in memory only)
+    :param logger: the SB3 logger that receives the NAS figures (``nas/<env>/best_accuracy``,
+        ``memo_hit_rate``, ``invalid_share``, ``episode_length``, ``episode_best_reward``) and so every SB3
+        output format, TensorBoard included; ``None``: the logger of the model this callback serves, if any
     """
 
     def __init__(
@@ -99,10 +103,12 @@ class RunRecorder(BaseCallback):
         max_steps: int | None = None,
         verbose: int = 0,
         writer: RecordWriter | None = None,
+        logger: Logger | None = None,
     ) -> None:
         super().__init__(verbose)
         self.env_name = env_name
         self.writer = writer
+        self.nas_logger = logger
         self.max_steps = max_steps
         self.progress = progress
         self.steps: list[dict[str, Any]] = []
@@ -111,6 +117,7 @@ class RunRecorder(BaseCallback):
         self.best_nsc: list = []
         self._open: dict[int, dict[str, Any]] = {}  # the running episode of each worker
         self._n_started = 0
+        self._n_hits = self._n_invalid = 0
 
     def _new_episode(self, index: int) -> dict[str, Any]:
         return {"env": self.env_name, "episode": index, "best_reward": -np.inf, "accumulated_reward": 0.0,
@@ -142,14 +149,32 @@ class RunRecorder(BaseCallback):
         episode["multi_branch"] = bool(info.get("multi_branch", False))
         if info.get("valid", True) and info.get("accuracy", 0.0) > self.best_accuracy:
             self.best_accuracy, self.best_nsc = float(info["accuracy"]), info.get("nsc", [])
-        if info.get("ended_by"):
+        self._n_hits += self.steps[-1]["memo_hit"]
+        self._n_invalid += not self.steps[-1]["valid"]
+        ended = bool(info.get("ended_by"))
+        if ended:
             self.episodes.append(episode)
             del self._open[worker]
             if self.writer is not None:
                 self.writer.write(EPISODES_FILE, episode)
+        self._log_figures(episode if ended else None)
         if self.progress is not None:
             self.progress.update(1)
             self.progress.set_postfix_str(f"{self.env_name} best={self.best_accuracy:.3f}", refresh=False)
+
+    def _log_figures(self, finished: dict[str, Any] | None) -> None:
+        """The NAS figures so far, through SB3's logger (dumped with its next row, in every output format)."""
+        model = getattr(self, "model", None)  # set when SB3 runs this callback; a frozen run records by hand
+        logger = self.nas_logger or (model.logger if model is not None else None)
+        if logger is None:
+            return
+        prefix, n = f"nas/{self.env_name}/", len(self.steps)
+        logger.record(prefix + "best_accuracy", self.best_accuracy)
+        logger.record(prefix + "memo_hit_rate", self._n_hits / n)
+        logger.record(prefix + "invalid_share", self._n_invalid / n)
+        if finished is not None:
+            logger.record_mean(prefix + "episode_length", finished["length"])
+            logger.record_mean(prefix + "episode_best_reward", finished["best_reward"])
 
     def _on_step(self) -> bool:
         for worker, (action, reward, info) in enumerate(

@@ -8,6 +8,7 @@ A frozen policy runs one trial per environment with fixed weights. Each run writ
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
@@ -70,6 +71,25 @@ class _AfterStep(BaseCallback):
         return True
 
 
+def check_tensorboard(tensorboard_log: str | Path | None) -> None:
+    """TensorBoard logging needs the ``tensorboard`` package (an optional extra): refuse before any work."""
+    if tensorboard_log is not None and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError(
+            "--tensorboard-log needs the tensorboard package: pip install 'sb3_nas[tensorboard]'"
+        )
+
+
+def make_logger(out: Path, progress: bool, tensorboard_log: str | Path | None = None) -> Logger:
+    """SB3's logger of a run: ``progress.csv`` in the run folder, the table on stdout without a progress bar,
+    and TensorBoard events in ``tensorboard_log/<run folder name>`` when asked."""
+    formats = [make_output_format("csv", str(out))]
+    if not progress:
+        formats.append(make_output_format("stdout", str(out)))
+    if tensorboard_log is not None:
+        formats.append(make_output_format("tensorboard", str(Path(tensorboard_log) / out.resolve().name)))
+    return Logger(str(out), formats)
+
+
 def prepare_run_folder(out: Path, overwrite: bool = False) -> None:
     """Create ``out``; a folder holding a run is refused unless ``overwrite``, which removes its run files."""
     existing = [name for name in RUN_FILES if (out / name).exists()]
@@ -98,6 +118,7 @@ def run(
     overwrite: bool = False,
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     resume: bool = False,
+    tensorboard_log: str | Path | None = None,
 ) -> RunResult:
     """Run ``config`` and write its run folder ``out``; returns what it did.
 
@@ -107,8 +128,10 @@ def run(
     :param overwrite: replace a run already in ``out`` (otherwise refused)
     :param checkpoint_every: steps between checkpoints of a one-worker training run (0: none)
     :param resume: continue the run in ``out`` from its last checkpoint (``config`` is the run's own)
+    :param tensorboard_log: a folder for TensorBoard: the run's events go to its sub-folder named as ``out``
     """
     result = RunResult(Path(out))
+    check_tensorboard(tensorboard_log)
     checkpoint, start, replayed = None, Position(), []
     if resume:
         checkpoint, start, replayed = prepare_resume(config, result.out)
@@ -120,11 +143,11 @@ def run(
     writer = RecordWriter(result.out, append=resume)
     done = sum(config.timesteps[: start.env_index]) + start.steps_done
     bar = tqdm(total=sum(config.timesteps), initial=done, disable=not progress, desc=config.algo, unit="step")
-    logger = configure(str(result.out), ["csv"] + ([] if progress else ["stdout"]))
+    logger = make_logger(result.out, progress, tensorboard_log)
     every = checkpoint_every if config.n_envs == 1 else 0
     try:
         if model is not None:
-            _run_frozen(config, model, memo, result, bar, writer)
+            _run_frozen(config, model, memo, result, bar, writer, logger)
         else:
             resumed = _Resumed(checkpoint, start, replayed)
             _run_learning(config, memo, logger, result, bar, on_step, writer, resumed, every)
@@ -196,6 +219,7 @@ def _run_learning(
                 learner.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=not continuing,
                               log_interval=1)  # fmt: skip
             result.n_updates[dataset] = getattr(learner, "_n_updates", 0) - updates_before
+            logger.dump(learner.num_timesteps)  # what the last rollout recorded (SB3 dumps before each one)
             venv.close()
             if not config.meta_rl and not isinstance(learner, RandomSearch):
                 learner.save(result.out / f"model_{dataset}.zip")
@@ -245,10 +269,16 @@ def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Lo
 
 
 def _run_frozen(
-    config: RunConfig, model: MetaA2C, memo: RewardMemo, result: RunResult, bar: tqdm, writer: RecordWriter
+    config: RunConfig,
+    model: MetaA2C,
+    memo: RewardMemo,
+    result: RunResult,
+    bar: tqdm,
+    writer: RecordWriter,
+    logger: Logger,
 ) -> None:
     for dataset, t_max in zip(config.envs, config.timesteps, strict=True):
-        recorder = RunRecorder(dataset, bar, writer=writer)
+        recorder = RunRecorder(dataset, bar, writer=writer, logger=logger)
         result.recorders.append(recorder)
         env = make_env(config, dataset, memo, t_max)
         if env.observation_space != model.observation_space or env.action_space != model.action_space:
@@ -267,6 +297,8 @@ def run_frozen_trial(model: MetaA2C, env, t_max: int, recorder: RunRecorder, see
         )
         observation, reward, terminated, truncated, info = env.step(int(action))
         recorder.record(int(action), reward, info)
+        if info.get("ended_by") and recorder.nas_logger is not None:  # a row of NAS figures per episode
+            recorder.nas_logger.dump(len(recorder.steps))
         episode_start = np.zeros((1,), dtype=bool)
         if terminated or truncated:
             break

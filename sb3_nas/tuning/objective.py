@@ -106,10 +106,14 @@ class TrialObjective:
     :param memo: the reward memo URL every trial shares, so a network trained once is a hit for later trials
     :param out: the folder under which each trial's run folder ``trial-<number>`` is written
     :param progress: show each run's progress bar
+    :param tensorboard_log: a folder where each trial logs to TensorBoard (``trial-<n>``), or ``None``
     """
 
-    def __init__(self, sweep: Sweep, memo: str, out: Path, progress: bool = True) -> None:
+    def __init__(
+        self, sweep: Sweep, memo: str, out: Path, progress: bool = True, tensorboard_log: Path | None = None
+    ) -> None:
         self.sweep, self.memo, self.out, self.progress = sweep, memo, out, progress
+        self.tensorboard_log = tensorboard_log
 
     def __call__(self, trial: optuna.Trial) -> float:
         try:
@@ -133,7 +137,7 @@ class TrialObjective:
         attrs: dict[str, Any] = {}
         result: RunResult | None = None
         try:
-            result = run(config, out, progress=self.progress, on_step=reporter)
+            result = run(config, out, self.progress, reporter, tensorboard_log=self.tensorboard_log)
         finally:  # a pruned or crashed run has written what it recorded: keep it with the trial
             if (out / STEPS_FILE).is_file():
                 attrs = run_attrs(out, self.sweep.objective)
