@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sb3_nas.analysis import BLOCK, load_runs
+from sb3_nas.analysis import load_runs
 from sb3_nas.analysis.report import build_report, export_png, render_html
 from sb3_nas.analysis.retraining import RETRAIN_TOP
 from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command
@@ -33,7 +33,7 @@ def build_parser() -> ArgumentParser:
         },
     )
     parser.add_argument(
-        "--block", type=positive_int, default=BLOCK, help=f"episodes per block (default {BLOCK})"
+        "--block", type=positive_int, default=None, help="episodes per block (default: about ten blocks)"
     )
     parser.add_argument(
         "--top", type=positive_int, default=RETRAIN_TOP, help="networks drawn per environment"

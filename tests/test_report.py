@@ -116,7 +116,25 @@ def test_action_proportions_match_counts(runs, built):
             expected = [counts.get(a, 0) / len(actions) for a in range(14)]
             assert list(action_proportions(actions, 14)) == pytest.approx(expected)
             (bars,) = [t for t in figure.data if t.name == run.label and t.xaxis == axis]
-            assert list(bars.x) == list(ACTION_NAMES) and list(bars.y) == pytest.approx(expected)
+            assert [label.split()[0] for label in bars.x] == list(ACTION_NAMES)
+            assert list(bars.y) == pytest.approx(expected)
+    assert list(figure.data[0].x[:4]) == ["A0 conv 1×1", "A1 conv 3×3", "A2 conv 5×5", "A3 max-pool 2×2"]
+    merges_and_shifts = ["A7 terminal", "A8 add", "A9 concat", "A10 p1 ↑", "A11 p1 ↓", "A12 p2 ↑", "A13 p2 ↓"]
+    assert list(figure.data[0].x[7:]) == merges_and_shifts
+
+
+def test_the_block_follows_the_episodes_and_a_short_run_is_noted(runs):
+    most = max(len(run.env_episodes(env)) for run in runs for env in run.envs)
+    report = report_library.build_report(runs)  # no block given
+    assert report.block == max(1, round(most / 10))
+    for trace in report.figures["best-reward"].data:
+        if trace.fill == "toself":
+            assert trace.mode == "lines"  # a ± 1 std band: no markers at its corners
+    wide = report_library.build_report(runs, block=most + 1)
+    assert (
+        "Notes" in report_library.render_html(wide) and f"a block of {most + 1}" in wide.sections["notes"][1]
+    )
+    assert "notes" not in report.sections or f"a block of {report.block}" in report.sections["notes"][1]
 
 
 def test_wilcoxon_between_environments(runs):

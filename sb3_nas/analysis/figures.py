@@ -19,8 +19,8 @@ from sb3_nas.analysis.stats import (
     block_stats,
     entropy_curve,
     env_boundaries,
+    short_action_label,
 )
-from sb3_nas.space import ACTION_NAMES
 
 COLORS = qualitative.Plotly
 MAX_COLUMNS = 3  # environments per row of subplots (the paper's Fig. 9 has three)
@@ -56,6 +56,7 @@ def _band(
         x=np.concatenate([x, x[::-1]]),
         y=np.concatenate([mean + std, (mean - std)[::-1]]),
         fill="toself",
+        mode="lines",  # the band's outline only: no markers at its corners
         fillcolor=run_color(index, 0.2),
         line={"width": 0},
         hoverinfo="skip",
@@ -167,7 +168,7 @@ def entropy_figure(runs: list[Run]) -> go.Figure | None:
 def action_figure(runs: list[Run]) -> go.Figure:
     """Fig. 11 / 13 / 16: the proportion of each action per environment (Table 2's ids)."""
     n_actions = max(run.n_actions for run in runs)
-    names = list(ACTION_NAMES[:n_actions])
+    names = [short_action_label(i) for i in range(n_actions)]
     hover = [action_label(i) for i in range(n_actions)]
     figure, cells = _env_grid(all_envs(runs))
     for index, run in enumerate(runs):

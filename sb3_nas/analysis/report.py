@@ -25,7 +25,7 @@ from sb3_nas.analysis.diagram import nsc_svg
 from sb3_nas.analysis.figures import action_figure, entropy_figure, episode_figure, multi_branch_figure
 from sb3_nas.analysis.retraining import RETRAIN_DIR, RETRAIN_TOP, ordinal, table6
 from sb3_nas.analysis.run import Run
-from sb3_nas.analysis.stats import ALPHA, BLOCK, best_networks, wilcoxon_actions
+from sb3_nas.analysis.stats import ALPHA, auto_block, best_networks, wilcoxon_actions
 
 FIGURES = {
     "best-reward": "Best reward per episode (Fig. 9, 12, 14)",
@@ -57,9 +57,20 @@ class Report:
     sections: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (title, HTML)
 
 
-def build_report(runs: list[Run], block: int = BLOCK, top: int = RETRAIN_TOP) -> Report:
-    """Compute every figure and table of the report for ``runs``."""
+def build_report(runs: list[Run], block: int | None = None, top: int = RETRAIN_TOP) -> Report:
+    """Compute every figure and table of the report for ``runs``.
+
+    :param block: episodes per block of the episode figures; ``None``: about ten blocks for the longest run
+    """
+    counts = {(run.label, env): len(run.env_episodes(env)) for run in runs for env in run.envs}
+    block = auto_block(list(counts.values())) if block is None else block
     report = Report(runs, block)
+    short = [f"{label} has {n} episodes on {env}" for (label, env), n in counts.items() if n < block]
+    if short:
+        note = (
+            f"<p>Fewer episodes than a block of {block}, so a single point: {escape('; '.join(short))}.</p>"
+        )
+        report.sections["notes"] = ("Notes", note)
     report.sections["runs"] = ("Runs", _table(_runs_table(runs)))
     report.sections["summary"] = ("Summary per environment", _table(_summary_table(runs)))
     for metric, figure_id in EPISODE_FIGURES.items():
@@ -187,7 +198,7 @@ p.note { color: #666; }
 
 def render_html(report: Report) -> str:
     """The report as one HTML document with plotly.js inline."""
-    order = ["runs", "summary", *FIGURES, "wilcoxon", "networks", "table6"]
+    order = ["notes", "runs", "summary", *FIGURES, "wilcoxon", "networks", "table6"]
     titles = {**{k: v[0] for k, v in report.sections.items()}, **FIGURES}
     body, contents = [], []
     for section_id in order:

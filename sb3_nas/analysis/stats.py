@@ -11,7 +11,15 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 from sb3_nas.analysis.run import Run
-from sb3_nas.space import ACTION_NAMES, ACTIONS, InvalidNSC, LayerType, canonical_network, validate_nsc
+from sb3_nas.space import (
+    ACTION_NAMES,
+    ACTIONS,
+    ActionKind,
+    InvalidNSC,
+    LayerType,
+    canonical_network,
+    validate_nsc,
+)
 
 BLOCK = 50  # Fig. 9, 12, 14, 15b: mean ± 1 std for every 50 episodes
 STD_DDOF = 0  # population std, as numpy's default: a block (or a single retraining) of one has std 0
@@ -164,6 +172,31 @@ def env_boundaries(run: Run) -> list[tuple[str, int]]:
     counts = run.steps.groupby("env", sort=False).size()
     starts = np.concatenate([[0], np.cumsum(counts.to_numpy())[:-1]])
     return [(str(env), int(start)) for env, start in zip(counts.index, starts, strict=True)]
+
+
+TARGET_BLOCKS = 10  # the automatic block size gives about this many points per curve
+
+
+def auto_block(episode_counts: list[int]) -> int:
+    """The block size that gives about :data:`TARGET_BLOCKS` points for the longest of ``episode_counts``."""
+    return max(1, round(max(episode_counts, default=0) / TARGET_BLOCKS))
+
+
+def short_action_label(action_id: int) -> str:
+    """``A1 conv 3×3``, ``A3 max-pool 2×2``, ``A10 p1 ↑``: an axis label from Table 2's meaning."""
+    action = ACTIONS[action_id]
+    if action.kind is ActionKind.LAYER:
+        kind = {"CONVOLUTION": "conv", "MAX_POOLING": "max-pool", "AVG_POOLING": "avg-pool"}[
+            action.layer_type.name
+        ]
+        meaning = f"{kind} {action.kernel}×{action.kernel}"
+    elif action.kind is ActionKind.MERGE:
+        meaning = {"ADDITION": "add", "CONCATENATION": "concat"}[action.layer_type.name]
+    elif action.kind is ActionKind.SHIFT:
+        meaning = f"p{action.pointer} {'↑' if action.step > 0 else '↓'}"
+    else:
+        meaning = "terminal"
+    return f"{ACTION_NAMES[action_id]} {meaning}"
 
 
 def action_label(action_id: int) -> str:
