@@ -95,6 +95,11 @@ class MetaRLWrapper(gym.Wrapper):
         info = {**info, "trial_step": self.trial_step, "trial": self.n_trials}
         return self._observation(observation), info
 
+    def action_masks(self) -> np.ndarray:
+        """The inner environment's action masks (``NasEnv.action_masks``): the actions and their meaning are
+        the inner environment's, so are the masks (MetaA2C does not read them; maskable algorithms may)."""
+        return self.env.get_wrapper_attr("action_masks")()
+
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.trial_over:
             raise RuntimeError("the trial is over: call reset() to start the next one")

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from sb3_nas.data import ImageDataset
-from sb3_nas.estimation import Fidelity, PerformanceEstimator, RewardMemo
+from sb3_nas.estimation import Fidelity, PerformanceEstimator, RewardMemo, prepare_data
+from sb3_nas.estimation.trainer import too_many_parameters
 from sb3_nas.space import (
     MAX_DEPTH,
     NSC,
+    Action,
     ActionKind,
+    InvalidArchitecture,
     LayerType,
     action_table,
     encode_state,
     is_multi_branch,
+    plan_network,
     row_width,
 )
 
@@ -61,6 +66,9 @@ class NasEnv(gym.Env):
     ``n_params``, ``flops``, ``multi_branch``, ``p1`` and ``p2`` (the layers the pointers point at) and
     ``ended_by`` (the rule that ended the episode, ``""`` while it runs), all of which follow from the state
     and the action; and, with ``memo_info``, the memo's ``memo_hit`` and ``train_seconds``.
+
+    :meth:`action_masks` (sb3-contrib's ``MaskablePPO`` reads it) masks the actions that would end the episode
+    with reward 0 for a reason known before any training; :meth:`mask_reason` says why one is masked.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -101,6 +109,7 @@ class NasEnv(gym.Env):
         self.rows: list[NSC] = []
         self.pointer_offsets = [0, 0]  # p1, p2: offsets back from the newest layer, §4.2.2
         self.episode_step = 0
+        self._network_input: tuple[PerformanceEstimator, tuple[int, int, int], int] | None = None
 
     @property
     def dataset(self) -> ImageDataset:
@@ -130,24 +139,71 @@ class NasEnv(gym.Env):
         self.episode_step = 0
         return self._observation(), {"episode_step": 0, "nsc": [], "p1": 0, "p2": 0}
 
+    def _apply(self, chosen: Action) -> tuple[list[NSC], list[int], str]:
+        """The rows and pointer offsets after ``chosen``, and ``POINTER_OUT_OF_BOUNDS`` when a pointer leaves
+        its bounds (else ``""``), leaving the state as it is: the one transition ``step`` and ``mask_reason``
+        share."""
+        rows, offsets = list(self.rows), list(self.pointer_offsets)
+        if chosen.kind == ActionKind.SHIFT:
+            offset = offsets[chosen.pointer - 1] - chosen.step  # "up" is toward newer layers
+            offsets[chosen.pointer - 1] = offset
+            return rows, offsets, "" if 0 <= offset <= self.newest else POINTER_OUT_OF_BOUNDS
+        pred1, pred2 = self.predecessors
+        if chosen.kind == ActionKind.TERMINAL:
+            pred1 = pred2 = 0
+        elif chosen.kind == ActionKind.LAYER:
+            pred2 = 0
+        rows.append(NSC(self.newest + 1, int(chosen.layer_type), chosen.kernel, pred1, pred2))
+        return rows, offsets, ""
+
+    def structural_reason(self, rows: Sequence[Sequence[int]]) -> str:
+        """Why the network of ``rows`` scores 0 whatever its training, or ``""``: an illegal NSC row, a layer
+        that shrinks the image below one pixel, or more parameters than the fidelity's ``max_params``.
+
+        The same checks, on the same shapes, as the estimator's before it trains (``evaluate_nsc``:
+        :func:`~sb3_nas.space.plan_network` on the prepared data's input shape, then the parameter limit of
+        ``evaluate_plan``); pure shape inference, nothing is built or trained.
+        """
+        estimator, input_shape, n_classes = self._planning_input()
+        try:
+            plan = plan_network(rows, input_shape, n_classes)
+        except InvalidArchitecture as error:
+            return error.reason
+        return too_many_parameters(plan.n_params, estimator.fidelity)
+
+    def _planning_input(self) -> tuple[PerformanceEstimator, tuple[int, int, int], int]:
+        """The estimator with the input shape and class count of its prepared data (prepared once, on the
+        host: the copy any device's preparation starts from and keeps)."""
+        if self._network_input is None or self._network_input[0] is not self.estimator:
+            data = prepare_data(self.estimator.dataset, self.estimator.fidelity, "cpu")
+            self._network_input = (self.estimator, data.input_shape, data.n_classes)
+        return self._network_input
+
+    def mask_reason(self, action: int) -> str:
+        """Why ``action`` is masked in the current state, or ``""`` when it is allowed.
+
+        Masked: an action that would end the episode with reward 0 for a reason known before training, rule
+        (a) (:data:`POINTER_OUT_OF_BOUNDS`) or rule (e) for a structural reason (:meth:`structural_reason`
+        of the new state). The terminal action is never masked, nor is an action for ending the episode
+        by (c) or (d), the maximum depth or τ, which still earns its reward.
+        """
+        chosen = self.actions[int(action)]
+        if chosen.kind == ActionKind.TERMINAL:
+            return ""
+        rows, _, ended_by = self._apply(chosen)
+        return ended_by or self.structural_reason(rows)
+
+    def action_masks(self) -> np.ndarray:
+        """One boolean per action, True where it is allowed (sb3-contrib's convention): False exactly where
+        :meth:`mask_reason` names a reason. The terminal action is always allowed."""
+        return np.array([not self.mask_reason(chosen.id) for chosen in self.actions], dtype=bool)
+
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is outside the action space {self.action_space}")
         chosen = self.actions[int(action)]
         self.episode_step += 1
-        ended_by = ""
-        if chosen.kind == ActionKind.SHIFT:
-            offset = self.pointer_offsets[chosen.pointer - 1] - chosen.step  # "up" is toward newer layers
-            self.pointer_offsets[chosen.pointer - 1] = offset
-            if not 0 <= offset <= self.newest:
-                ended_by = POINTER_OUT_OF_BOUNDS
-        else:
-            pred1, pred2 = self.predecessors
-            if chosen.kind == ActionKind.TERMINAL:
-                pred1 = pred2 = 0
-            elif chosen.kind == ActionKind.LAYER:
-                pred2 = 0
-            self.rows.append(NSC(self.newest + 1, int(chosen.layer_type), chosen.kernel, pred1, pred2))
+        self.rows, self.pointer_offsets, ended_by = self._apply(chosen)
 
         estimate = self.estimator.estimate(self.rows)
         entry = estimate.entry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sb3_contrib import RecurrentPPO
+from sb3_contrib import MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 
 from sb3_nas.algos import MetaA2C, RandomSearch
@@ -17,6 +17,7 @@ ALGOS: dict[str, type] = {
     "a2c": A2C,
     "ppo": PPO,
     "recurrent_ppo": RecurrentPPO,
+    "maskable_ppo": MaskablePPO,  # PPO that never samples an action NasEnv.action_masks rules out
 }
 META_RL_ALGOS = frozenset({"meta_a2c"})  # see the meta-RL inputs and keep one policy across environments
 LEARNERS = frozenset(ALGOS) - {"random"}  # algorithms with a policy to update
