@@ -33,6 +33,7 @@ COMMANDS = {  # sb3-nas COMMAND → the module whose main() runs it (also python
     "report": "sb3_nas.report",
     "summary": "sb3_nas.summary",
     "sweep": "sb3_nas.sweep",
+    "compare": "sb3_nas.compare",
 }
 
 
@@ -85,7 +86,8 @@ def hyperparams_value(text: str) -> tuple[str, Any]:
 # name → (flags, argparse keywords); a command picks the ones it takes and may change the default and help
 SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "envs": (("--envs",), {"type": split_list, "metavar": "DATASETS",
-                           "help": "datasets in order, comma-separated: built-in task names or .npz paths"}),
+                           "help": "datasets in order, comma-separated: built-in task names or specs "
+                                   "(folder:PATH, npz:PATH, tfrecords:PATH, torchvision:NAME[:ROOT])"}),
     "timesteps": (("--timesteps", "-n"), {"type": timesteps_value, "metavar": "T",
                                           "help": "t_max per environment: one count for all, one per "
                                                   "environment (comma-separated), or 'paper'"}),

@@ -21,6 +21,7 @@ SHARED = {  # command → the shared options it takes
     "sweep": RUN,
     "report": ["--out"],
     "summary": ["--out"],
+    "compare": ["--envs", "--timesteps", "--fidelity", "--memo", "--device", "--out", "--no-progress"],
 }
 
 

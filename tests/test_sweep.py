@@ -212,11 +212,11 @@ def test_optuna_dashboard_serves_the_study_and_its_trials(study_dir):
 def test_a_trial_that_crashes_is_failed_and_the_study_goes_on(tmp_path, shared_memo, monkeypatch, capsys):
     real_run, calls = objective.run, []
 
-    def crash_first(config, out, progress=True, on_step=None):
+    def crash_first(config, out, *args, **kwargs):
         calls.append(out)
         if len(calls) == 1:
             raise RuntimeError("out of memory (simulated)")
-        return real_run(config, out, progress, on_step)
+        return real_run(config, out, *args, **kwargs)
 
     monkeypatch.setattr(objective, "run", crash_first)
     assert run_sweep(tmp_path, "--n-trials", "2", memo=shared_memo) == 0

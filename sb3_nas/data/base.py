@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import mmap
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -12,6 +14,9 @@ from sb3_nas.errors import InputError
 
 # A stratified 1/3 test split needs at least one test and two training examples of every class (SPEC §4).
 MIN_EXAMPLES_PER_CLASS = 3
+# classes are called unbalanced (a warning, not an error) when the largest holds more than this many times
+# the images of the smallest
+UNBALANCED_RATIO = 2.0
 
 
 class DatasetError(InputError):
@@ -22,12 +27,19 @@ class UnknownDatasetError(DatasetError):
     """A dataset name that is not in the registry."""
 
 
+class DatasetWarning(UserWarning):
+    """A dataset that can be used but may mislead: unbalanced classes, a cache that cannot be written."""
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageDataset:
     """An image classification task: uint8 images (N, H, W, C) with C in {1, 3} and int64 labels 0..K-1.
 
     The constructor copies and validates its inputs and makes both arrays read-only, so a dataset never
-    changes after it is built and its :attr:`fingerprint` can key cached results.
+    changes after it is built and its :attr:`fingerprint` can key cached results. Images memory-mapped
+    read-only from a file (``np.load(path, mmap_mode="r")``, as the decode-once cache does) are not copied:
+    no process can write through such a mapping. Classes whose sizes differ by more than
+    :data:`UNBALANCED_RATIO` times raise a :class:`DatasetWarning`.
 
     :param name: the dataset's name, used in messages and records
     :param images: uint8 (or losslessly convertible) images, (N, H, W, C) or grey (N, H, W)
@@ -48,6 +60,7 @@ class ImageDataset:
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "n_classes", n_classes)
+        _warn_if_unbalanced(self.name, labels)
 
     @classmethod
     def from_arrays(cls, name: str, images: np.ndarray, labels: np.ndarray) -> ImageDataset:
@@ -84,7 +97,7 @@ class ImageDataset:
         digest = hashlib.sha256()
         for array in (self.images, self.labels):
             digest.update(f"{array.shape}|{array.dtype.str};".encode())
-            digest.update(array.tobytes())
+            digest.update(memoryview(array))  # the bytes of tobytes() without a copy (C-contiguous)
         return digest.hexdigest()
 
     def split(self, test_fraction: float = 1 / 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +152,8 @@ def _as_images(name: str, images: object) -> np.ndarray:
         )
     if 0 in array.shape:
         raise DatasetError(f"dataset {name!r}: images must not be empty, got shape {array.shape}")
+    if array.dtype == np.uint8 and array.flags.c_contiguous and _read_only_mapping(array):
+        return _frozen(array.view(np.ndarray))  # a read-only file mapping cannot change under us: no copy
     if array.dtype != np.uint8:
         lossless = array.dtype.kind in "iuf" and bool(
             np.all((array >= 0) & (array <= 255) & (np.floor(array) == array))
@@ -149,6 +164,31 @@ def _as_images(name: str, images: object) -> np.ndarray:
                 "ImageDataset.from_arrays scales float images"
             )
     return _frozen(np.array(array, dtype=np.uint8, order="C", copy=True))
+
+
+def _read_only_mapping(array: np.ndarray) -> bool:
+    """Whether ``array`` is a read-only view of a file mapped read-only (``np.memmap`` of mode ``"r"``)."""
+    node: object = array
+    while isinstance(node, np.ndarray):
+        if node.flags.writeable:
+            return False
+        if isinstance(node, np.memmap) and isinstance(node.base, mmap.mmap):
+            return node.mode == "r"
+        node = node.base
+    return False
+
+
+def _warn_if_unbalanced(name: str, labels: np.ndarray) -> None:
+    counts = np.bincount(labels)
+    smallest, largest = int(np.argmin(counts)), int(np.argmax(counts))
+    if counts[largest] > UNBALANCED_RATIO * counts[smallest]:
+        warnings.warn(
+            f"dataset {name!r}: unbalanced classes, from {counts[smallest]} images (class {smallest}) to "
+            f"{counts[largest]} (class {largest}); the stratified split keeps these shares, so accuracy "
+            "weighs the large classes more",
+            DatasetWarning,
+            stacklevel=4,
+        )
 
 
 def _as_labels(name: str, labels: object, n_images: int) -> tuple[np.ndarray, int]:

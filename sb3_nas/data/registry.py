@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sb3_nas.data.base import DatasetError, ImageDataset, UnknownDatasetError
+from sb3_nas.data.specs import is_spec
 
 DatasetLoader = Callable[[], ImageDataset]
 
@@ -40,12 +41,21 @@ def describe_dataset(name: str) -> str:
 
 
 def load_dataset(dataset: str | ImageDataset) -> ImageDataset:
-    """The dataset registered under a name or stored at a ``.npz`` path (loaded once per process), or an
-    ``ImageDataset`` as is."""
+    """The dataset registered under a name, named by a spec, or stored at a ``.npz`` path (loaded once per
+    process), or an ``ImageDataset`` as is.
+
+    Specs (see :mod:`sb3_nas.data.specs`): ``folder:PATH``, ``npz:PATH``, ``tfrecords:PATH`` and
+    ``torchvision:NAME[:ROOT]``, with options such as ``:size=84`` or ``:download=true``. Image folders,
+    TFRecords and torchvision datasets are decoded once into the on-disk cache (:mod:`sb3_nas.data.cache`).
+    """
     if isinstance(dataset, ImageDataset):
         return dataset
     if not isinstance(dataset, str):
         raise TypeError(f"expected a dataset name or an ImageDataset, got {type(dataset).__name__}")
+    if dataset not in _LOADED and dataset not in _LOADERS and is_spec(dataset):
+        from sb3_nas.data.loaders import load_spec
+
+        _LOADED[dataset] = load_spec(dataset)
     if dataset not in _LOADED and dataset not in _LOADERS and dataset.endswith(".npz"):
         from sb3_nas.data.loaders import load_npz
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,11 @@ class _AfterStep(BaseCallback):
     def _on_step(self) -> bool:
         self.hook(self.recorders)
         return True
+
+
+def model_file(dataset: str) -> str:
+    """``model_<dataset>.zip`` of a non-meta-RL learner, a dataset spec or path made one file name."""
+    return f"model_{re.sub(r'[^A-Za-z0-9._-]+', '_', dataset).strip('_.') or 'dataset'}.zip"
 
 
 def check_tensorboard(tensorboard_log: str | Path | None) -> None:
@@ -222,7 +228,7 @@ def _run_learning(
             logger.dump(learner.num_timesteps)  # what the last rollout recorded (SB3 dumps before each one)
             venv.close()
             if not config.meta_rl and not isinstance(learner, RandomSearch):
-                learner.save(result.out / f"model_{dataset}.zip")
+                learner.save(result.out / model_file(dataset))
     finally:
         if model is not None and config.meta_rl:
             model.save(result.out / MODEL_FILE)

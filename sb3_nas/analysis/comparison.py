@@ -1,0 +1,1095 @@
+"""Comparing algorithms over seeds: every algorithm × seed on the same environments and the same reward
+memo, then the statistics that reinforcement-learning evaluation with few seeds calls for (Agarwal et al.,
+2021, *Deep reinforcement learning at the edge of the statistical precipice*), as a Markdown table and an HTML
+report.
+
+A comparison folder holds one run folder per algorithm and seed, ``DIR/<algo>/seed-<s>/``. A run already there
+with the same configuration is reused when complete and resumed when not; one of another configuration is
+refused. Each run's wall time is added up in its ``timing.json`` (every session that ran it).
+
+The scores, per run and environment:
+
+- **best accuracy**: the highest early-stop accuracy of a valid network the run found on the environment;
+- **mean best reward of the last K episodes**: the sweeps' score (:class:`sb3_nas.tuning.spec.Objective`):
+  the mean of ``best_reward`` over the environment's last K finished NAS episodes (no value without one);
+- **distinct networks trained**: valid networks told apart by their canonical form
+  (:func:`sb3_nas.space.canonical_network`), whether this run trained them or found them in the memo.
+
+The statistics are rliable's (the package of Agarwal et al.), computed here with numpy and scipy: rliable
+1.2.0 (the latest) requires ``arch<8``, and arch 7 fails on import under pandas 3 (pandas'
+``deprecate_kwarg()`` changed its signature), so rliable cannot be installed beside this project's pandas.
+The definitions are the same:
+
+- **IQM**, the interquartile mean: ``scipy.stats.trim_mean(scores, 0.25)`` (rliable's ``aggregate_iqm``),
+  the mean of the scores left after cutting ⌊n/4⌋ from each end. With 2 or 3 seeds nothing is cut: the IQM
+  of 2 is their mean.
+- **95% confidence interval**: the percentile interval of a stratified bootstrap (rliable's
+  ``StratifiedBootstrap`` with ``method="percentile"``): seeds are drawn with replacement, independently
+  within each environment (the strata); per environment that is the plain bootstrap over seeds. With 1 seed
+  there is no interval (every resample is the same run); with 2 it spans little more than the two values.
+- **probability of improvement** P(X > Y): over all pairs of a run of X and a run of Y, the share in which
+  X scores higher, ties counting one half (the Mann–Whitney U over m·n; rliable's
+  ``probability_of_improvement``), averaged over environments for "all environments"; its interval
+  resamples X's and Y's seeds independently within each environment (rliable's
+  ``StratifiedIndependentBootstrap``).
+- **sample-efficiency curves**: the best accuracy found so far after each environment step, IQM over seeds
+  with the bootstrap interval at each step drawn as a band.
+
+Each interval's resamples come from a generator seeded by the comparison's seed and the cell's name, so the
+numbers are reproducible and do not move when other algorithms or environments are added.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from html import escape
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import hex_to_rgb, qualitative
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+from scipy.stats import trim_mean
+
+from sb3_nas.analysis.run import load_run
+from sb3_nas.errors import UsageError
+from sb3_nas.estimation import configure_threads, masked_url
+from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
+from sb3_nas.experiment.records import STEPS_FILE
+from sb3_nas.experiment.registry import check_algo
+from sb3_nas.experiment.runner import RUN_FILES
+from sb3_nas.space import InvalidNSC, canonical_network, validate_nsc
+
+MARKDOWN_FILE, HTML_FILE, TIMING_FILE = "comparison.md", "comparison.html", "timing.json"
+IQM_CUT = 0.25  # the share cut from each end: the interquartile mean
+CONFIDENCE = 0.95
+DEFAULT_REPS = 50_000  # bootstrap resamples per interval, rliable's default
+DEFAULT_LAST_EPISODES = 10  # the sweeps' default (sb3_nas.tuning.spec.Objective.last_episodes)
+BOOTSTRAP_SEED = 0
+CURVE_POINTS = 100  # steps per environment at which a sample-efficiency curve is computed
+CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of t_max: the curve's points in the Markdown table
+ALL_ENVS = "all environments"
+SCORES = {  # id → (title, format); {k} is the number of last episodes
+    "best_accuracy": ("best accuracy", "{:.4f}"),
+    "last_best_reward": ("mean best reward of the last {k} episodes", "{:.4f}"),
+    "networks": ("distinct networks trained", "{:.1f}"),
+}
+ACTIONS = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
+_BLOCK = 4_000_000  # array elements per bootstrap chunk: bounds memory whatever the reps
+
+
+# -- statistics -------------------------------------------------------------------------------------------
+
+
+def iqm(values: np.ndarray | Sequence[float], axis: int | None = None) -> np.ndarray | float:
+    """The interquartile mean: the mean after cutting ⌊n/4⌋ values from each end (rliable's aggregate_iqm)."""
+    return trim_mean(np.asarray(values, dtype=float), IQM_CUT, axis=axis)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its 95% bootstrap interval (``low``/``high`` NaN when there is none) over ``n``
+    seeds."""
+
+    point: float
+    low: float = math.nan
+    high: float = math.nan
+    n: int = 0
+
+    @property
+    def has_interval(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def format(self, spec: str = "{:.4f}") -> str:
+        """``0.9120 [0.8900, 0.9340]``; ``—`` without a value; the point alone, marked, without interval."""
+        if not math.isfinite(self.point):
+            return "—"
+        point = spec.format(self.point)
+        if self.has_interval:
+            return f"{point} [{spec.format(self.low)}, {spec.format(self.high)}]"
+        return f"{point} (no interval)"
+
+
+def cell_rng(seed: int, *names: object) -> np.random.Generator:
+    """The bootstrap generator of one cell: seeded by ``seed`` and the cell's names, nothing else."""
+    key = zlib.crc32("\x1f".join(map(str, names)).encode())
+    return np.random.default_rng([seed, key])
+
+
+def _percentile_interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
+    return low, high
+
+
+def _chunks(reps: int, per_rep: int) -> list[int]:
+    size = max(1, _BLOCK // max(1, per_rep))
+    return [min(size, reps - start) for start in range(0, reps, size)]
+
+
+def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return values[np.isfinite(values)]
+
+
+def _iqm_of_rows(samples: np.ndarray) -> np.ndarray:
+    """:func:`iqm` along the last axis, as ``trim_mean`` cuts (⌊n/4⌋ from each end), by one sort."""
+    n = samples.shape[-1]
+    cut = int(IQM_CUT * n)
+    return np.sort(samples, axis=-1)[..., cut : n - cut].mean(axis=-1)
+
+
+def iqm_interval(scores: Sequence[float] | np.ndarray, reps: int, rng: np.random.Generator) -> Interval:
+    """The IQM over seeds of one environment's scores with its bootstrap interval; NaN scores are left out."""
+    x = _finite(scores)
+    n = len(x)
+    if n == 0:
+        return Interval(math.nan)
+    point = float(iqm(x))
+    if n < 2:
+        return Interval(point, n=n)
+    samples = np.concatenate(
+        [_iqm_of_rows(x[rng.integers(0, n, size=(size, n))]) for size in _chunks(reps, n)]
+    )
+    low, high = _percentile_interval(samples)
+    return Interval(point, float(low), float(high), n)
+
+
+def _improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) + ½ P(X = Y) over every pair of a run of X (``x``) and a run of Y (``y``)."""
+    return float(_pair_scores(x, y).mean())
+
+
+def _pair_scores(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1 where x_i > y_j, ½ where equal, 0 where lower: the Mann–Whitney kernel."""
+    difference = x[:, None] - y[None, :]
+    return (difference > 0) + 0.5 * (difference == 0)
+
+
+def probability_of_improvement(
+    x_tasks: Sequence[Sequence[float]], y_tasks: Sequence[Sequence[float]]
+) -> float:
+    """rliable's probability of improvement: per task P(X > Y) + ½ P(X = Y) over all pairs of runs, averaged
+    over the tasks (a task where X or Y has no finite score is left out; NaN when none is left)."""
+    pairs = [(_finite(x), _finite(y)) for x, y in zip(x_tasks, y_tasks, strict=True)]
+    pairs = [(x, y) for x, y in pairs if len(x) and len(y)]
+    if not pairs:
+        return math.nan
+    return float(np.mean([_improvement(x, y) for x, y in pairs]))
+
+
+def improvement_interval(
+    x_tasks: Sequence[Sequence[float]],
+    y_tasks: Sequence[Sequence[float]],
+    reps: int,
+    rng: np.random.Generator,
+) -> Interval:
+    """:func:`probability_of_improvement` with its interval: X's and Y's seeds resampled independently
+    within each task. No interval when every task has a single run of each."""
+    pairs = [(_finite(x), _finite(y)) for x, y in zip(x_tasks, y_tasks, strict=True)]
+    pairs = [(x, y) for x, y in pairs if len(x) and len(y)]
+    if not pairs:
+        return Interval(math.nan)
+    point = probability_of_improvement([x for x, _ in pairs], [y for _, y in pairs])
+    n = min(min(len(x), len(y)) for x, y in pairs)
+    if all(len(x) < 2 and len(y) < 2 for x, y in pairs):
+        return Interval(point, n=n)
+    total = np.zeros(reps)
+    for x, y in pairs:  # a resample is how often it draws each run: P = counts_x · S · counts_y / (n m)
+        kernel, start = _pair_scores(x, y), 0
+        for size in _chunks(reps, len(x) + len(y)):
+            counts_x, counts_y = _draw_counts(len(x), size, rng), _draw_counts(len(y), size, rng)
+            total[start : start + size] += ((counts_x @ kernel) * counts_y).sum(axis=1) / (len(x) * len(y))
+            start += size
+    low, high = _percentile_interval(total / len(pairs))
+    return Interval(point, float(low), float(high), n)
+
+
+def _draw_counts(n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of ``n`` runs is drawn in each of ``reps`` resamples of ``n`` draws with replacement."""
+    draws = rng.integers(0, n, size=(reps, n)) + n * np.arange(reps)[:, None]
+    return np.bincount(draws.ravel(), minlength=reps * n).reshape(reps, n).astype(float)
+
+
+def iqm_band(curves: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """IQM over seeds (rows) at each point (columns) with the bootstrap interval at each point, seeds
+    resampled jointly across points (a seed's curve stays whole); ``low``/``high`` are NaN with one seed."""
+    curves = np.asarray(curves, dtype=float)
+    n, points = curves.shape
+    point = np.asarray(iqm(curves, axis=0), dtype=float)
+    if n < 2:
+        return point, np.full(points, np.nan), np.full(points, np.nan)
+    by_point = curves.T  # (points, n): a resample draws whole seeds, the same ones at every point
+    samples = np.concatenate(
+        [_iqm_of_rows(by_point[:, rng.integers(0, n, size=(size, n))]) for size in _chunks(reps, n * points)],
+        axis=1,
+    )
+    low, high = _percentile_interval(samples.T)
+    return point, low, high
+
+
+# -- the scores of one run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """One run of a comparison: where it is, what this comparison did with it, and its scores.
+
+    :param scores: per environment, each score of :data:`SCORES` (NaN where there is none)
+    :param curves: per environment, the best accuracy found so far after each of its steps
+    """
+
+    algo: str
+    seed: int
+    folder: Path
+    action: str = "reused"
+    steps: int = 0
+    wall_seconds: float | None = None
+    memo_hit_rate: float = math.nan
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    curves: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def distinct_networks(steps: pd.DataFrame) -> int:
+    """Valid networks (built, with parameters) among ``steps``, told apart by their canonical form."""
+    valid = steps["valid"].astype(bool)
+    if "n_params" in steps:
+        valid &= steps["n_params"].fillna(0).astype(float) > 0
+    networks = set()
+    for text in steps.loc[valid, "nsc"]:
+        try:
+            networks.add(canonical_network(validate_nsc(json.loads(text))))
+        except (InvalidNSC, ValueError, TypeError):
+            continue
+    return len(networks)
+
+
+def best_so_far(steps: pd.DataFrame) -> np.ndarray:
+    """The best accuracy of a valid network found up to each step (0 before the first)."""
+    accuracy = np.where(steps["valid"].astype(bool), steps["accuracy"].astype(float), 0.0)
+    return np.maximum.accumulate(accuracy) if len(accuracy) else accuracy
+
+
+def read_timing(folder: Path) -> float | None:
+    """The wall time of every session that ran the run in ``folder`` (``None`` when not recorded)."""
+    path = folder / TIMING_FILE
+    try:
+        return float(json.loads(path.read_text())["wall_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_run_record(folder: str | Path, seed: int, last_episodes: int, action: str = "reused") -> RunRecord:
+    """The scores, curves, wall time and memo hit rate of a run folder."""
+    loaded = load_run(folder)
+    record = RunRecord(loaded.algo, seed, Path(folder), action, steps=len(loaded.steps))
+    record.wall_seconds = read_timing(record.folder)
+    if "memo_hit" in loaded.steps:
+        record.memo_hit_rate = float(loaded.steps["memo_hit"].astype(bool).mean())
+    for env in [str(env) for env in loaded.config.get("envs", loaded.envs)]:
+        steps, episodes = loaded.env_steps(env), loaded.env_episodes(env)
+        valid = steps[steps["valid"].astype(bool)]
+        last = episodes["best_reward"].astype(float).to_numpy()[-last_episodes:]
+        record.scores[env] = {
+            "best_accuracy": float(valid["accuracy"].max()) if len(valid) else 0.0,
+            "last_best_reward": float(last.mean()) if len(last) else math.nan,
+            "networks": float(distinct_networks(steps)),
+        }
+        record.curves[env] = best_so_far(steps)
+    return record
+
+
+# -- planning and running the runs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of the comparison and what is to be done with its folder: ``run``, ``resume`` or ``reuse``."""
+
+    algo: str
+    seed: int
+    folder: Path
+    config: RunConfig
+    action: str
+
+
+def run_folder(out: Path, algo: str, seed: int) -> Path:
+    return Path(out) / algo / f"seed-{seed}"
+
+
+def _count_steps(folder: Path) -> int:
+    path = folder / STEPS_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    try:
+        return len(pd.read_csv(path, usecols=["env"]))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
+        raise UsageError(
+            f"{path} is not a readable steps table: remove {folder} or choose another --out"
+        ) from None
+
+
+def _differences(recorded: RunConfig, wanted: RunConfig) -> list[str]:
+    fields = {
+        "algo": (recorded.algo, wanted.algo),
+        "envs": (",".join(recorded.envs), ",".join(wanted.envs)),
+        "timesteps": (",".join(map(str, recorded.timesteps)), ",".join(map(str, wanted.timesteps))),
+        "fidelity": (f"{recorded.fidelity.name}", f"{wanted.fidelity.name}"),
+        "seed": (recorded.seed, wanted.seed),
+        "space": (recorded.env_id, wanted.env_id),
+        "sigma": (recorded.sigma, wanted.sigma),
+        "frozen policy": (recorded.frozen, wanted.frozen),
+    }
+    differ = [f"{name} {old} (not {new})" for name, (old, new) in fields.items() if old != new]
+    if not differ and recorded.fidelity.digest != wanted.fidelity.digest:
+        differ.append(f"fidelity {recorded.fidelity.name} with other settings")
+    if not differ and recorded.hyperparams:  # a run with -params, or from before zoo_configs/ was edited
+        keys = sorted(
+            {
+                key
+                for env in wanted.envs
+                for key in {*recorded.hyperparams.get(env, {}), *wanted.hyperparams.get(env, {})}
+                if recorded.hyperparams.get(env, {}).get(key) != wanted.hyperparams.get(env, {}).get(key)
+            }
+        )
+        if keys:
+            differ.append(f"other hyper-parameters: {', '.join(keys)}")
+    return differ
+
+
+def folder_action(folder: Path, config: RunConfig) -> str:
+    """``run`` (a new run), ``resume`` (the same run, incomplete) or ``reuse`` (the same run, complete); a
+    folder holding anything else is refused with a one-line :class:`~sb3_nas.errors.UsageError`."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a run folder: choose another --out")
+    if not (folder / CONFIG_FILE).is_file():
+        leftovers = [name for name in RUN_FILES if (folder / name).exists()]
+        if leftovers:
+            raise UsageError(
+                f"{folder} holds {', '.join(leftovers)} but no {CONFIG_FILE}: "
+                "remove it or choose another --out"
+            )
+        return "run"
+    recorded = read_run_config(folder, memo=config.memo)
+    differ = _differences(recorded, config)
+    if differ:
+        raise UsageError(
+            f"{folder} holds another comparison's run ({'; '.join(differ)}): choose another --out"
+        )
+    done, total = _count_steps(folder), sum(config.timesteps)
+    if done == total:
+        return "reuse"
+    if done > total or recorded.n_envs > 1:
+        why = f"{done} steps of {total}" if done > total else f"{recorded.n_envs} workers: not resumable"
+        raise UsageError(
+            f"{folder} holds a run this comparison cannot continue ({why}): choose another --out"
+        )
+    return "resume"
+
+
+def plan_comparison(
+    out: str | Path,
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    envs: Sequence[str],
+    timesteps: str | int | Sequence[int],
+    fidelity: str | None = None,
+    memo: str | None = None,
+    device: str = "auto",
+) -> list[PlannedRun]:
+    """Every algorithm × seed, checked before anything runs: each configuration (:meth:`RunConfig.create`) and
+    what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``."""
+    algos, seeds = list(algos), [int(seed) for seed in seeds]
+    if not algos:
+        raise UsageError("--algos names no algorithm")
+    if not seeds:
+        raise UsageError("--seeds names no seed")
+    for name, values in (("--algos", algos), ("--seeds", seeds)):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise UsageError(f"{name} names {', '.join(repeated)} more than once")
+    for algo in algos:
+        check_algo(algo)
+    if any(seed < 0 for seed in seeds):
+        raise UsageError(f"--seeds must be 0 or more, got {','.join(map(str, seeds))}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    memo_url = memo_location(memo)
+    plan = []
+    for index, algo in enumerate(algos):
+        for seed in seeds:
+            config = RunConfig.create(
+                algo,
+                envs=envs,
+                timesteps=timesteps,
+                fidelity=fidelity,
+                memo=memo_url,
+                seed=seed,
+                device=device,
+                check_data=index == 0 and seed == seeds[0],
+            )
+            folder = run_folder(out, algo, seed)
+            plan.append(PlannedRun(algo, seed, folder, config, folder_action(folder, config)))
+    return plan
+
+
+def _write_timing(folder: Path, seconds: float, started: float, action: str, finished: bool) -> None:
+    if not (folder / CONFIG_FILE).is_file():
+        return  # the run wrote nothing: nothing to time
+    path = folder / TIMING_FILE
+    sessions: list[dict[str, Any]] = []
+    if action == "resume":
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            sessions = list(json.loads(path.read_text())["sessions"])
+    sessions.append(
+        {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "seconds": round(seconds, 3),
+            "resumed": action == "resume",
+            "finished": finished,
+        }
+    )
+    table = {
+        "wall_seconds": round(sum(float(s.get("seconds", 0.0)) for s in sessions), 3),
+        "sessions": sessions,
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(table, indent=1))
+    os.replace(partial, path)
+
+
+def execute_run(planned: PlannedRun, progress: bool = True) -> float:
+    """Run or resume one planned run in this process; its wall time is added to its ``timing.json``, also when
+    it is interrupted. Returns the seconds it ran."""
+    config = planned.config
+    resume = planned.action == "resume"
+    if resume:  # the run's own configuration, with this comparison's memo and device
+        config = read_run_config(planned.folder, memo=config.memo).replace(device=config.device)
+    started, clock, finished = time.time(), time.perf_counter(), False
+    try:
+        run(config, planned.folder, progress=progress, resume=resume)
+        finished = True
+    finally:
+        seconds = time.perf_counter() - clock
+        _write_timing(planned.folder, seconds, started, planned.action, finished)
+    return seconds
+
+
+_worker_state = {"running": False, "stopping": False}  # of a worker process
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    """A worker's Ctrl-C and SIGTERM: stop the run in progress (it keeps its records) and start no other."""
+    _worker_state["stopping"] = True
+    if _worker_state["running"]:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _worker_init(workers: int) -> None:
+    """A worker process: Ctrl-C and SIGTERM stop its run, and it takes its share of the CPU threads."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    configure_threads(workers)
+
+
+def _run_in_worker(planned: PlannedRun) -> float:
+    if _worker_state["stopping"]:
+        raise KeyboardInterrupt("the comparison was interrupted")
+    _worker_state["running"] = True
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # no SB3 tables from many runs
+            return execute_run(planned, progress=False)
+    finally:
+        _worker_state["running"] = False
+
+
+def execute_plan(
+    plan: Sequence[PlannedRun],
+    n_jobs: int = 1,
+    progress: bool = True,
+    on_done: Callable[[PlannedRun, float], None] | None = None,
+) -> None:
+    """Run every planned run not reused: in this process one after the other when ``n_jobs`` is 1, else
+    ``n_jobs`` at a time, each in a worker process (spawned) with its share of the CPU threads; they share the
+    memo. A failed run lets the running ones finish, cancels the rest and is raised; Ctrl-C (or SIGTERM) stops
+    every run, each keeping what it recorded, and is raised as ``KeyboardInterrupt``."""
+    todo = [planned for planned in plan if planned.action != "reuse"]
+    if not todo:
+        return
+    if n_jobs <= 1:
+        for planned in todo:
+            seconds = execute_run(planned, progress)
+            if on_done is not None:
+                on_done(planned, seconds)
+        return
+    workers = min(n_jobs, len(todo))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(workers,)
+    )
+    futures: dict[Future, PlannedRun] = {}
+    try:
+        futures = {pool.submit(_run_in_worker, planned): planned for planned in todo}
+        pending, errors = set(futures), []
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if isinstance(error, KeyboardInterrupt):
+                    raise error
+                if error is not None:
+                    errors.append(error)
+                    for other in pending:
+                        other.cancel()
+                elif on_done is not None:
+                    on_done(futures[future], future.result())
+        if errors:
+            raise errors[0]
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                process.terminate()  # SIGTERM: the worker's run stops as on Ctrl-C, keeping its records
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- the comparison ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """The statistics of a comparison and the runs they come from.
+
+    ``scores``: one row per algorithm, environment and score (``iqm``, ``low``, ``high``, ``seeds``);
+    ``improvement``: one row per score, environment (or :data:`ALL_ENVS`) and ordered pair of algorithms
+    (``probability``, ``low``, ``high``); ``curves``: per (algorithm, environment), the step, IQM and band.
+    """
+
+    algos: list[str]
+    seeds: list[int]
+    envs: list[str]
+    runs: list[RunRecord]
+    timesteps: dict[str, dict[str, int]]
+    fidelity: str = ""
+    memo: str = ""
+    last_episodes: int = DEFAULT_LAST_EPISODES
+    reps: int = DEFAULT_REPS
+    scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    improvement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+
+    def score_title(self, score: str) -> str:
+        return SCORES[score][0].format(k=self.last_episodes)
+
+    def interval(self, algo: str, env: str, score: str) -> Interval:
+        row = self.scores[
+            (self.scores["algorithm"] == algo)
+            & (self.scores["environment"] == env)
+            & (self.scores["score"] == score)
+        ].iloc[0]
+        return Interval(float(row["iqm"]), float(row["low"]), float(row["high"]), int(row["seeds"]))
+
+
+def curve_steps(t_max: int, points: int = CURVE_POINTS) -> np.ndarray:
+    """The steps (from 1) at which a curve of ``t_max`` steps is computed: evenly spread, and the quarters."""
+    grid = np.rint(np.linspace(1, t_max, min(points, t_max))).astype(int)
+    quarters = [max(1, round(fraction * t_max)) for fraction in CURVE_FRACTIONS]
+    return np.unique(np.concatenate([grid, quarters]))
+
+
+def build_comparison(
+    runs: Sequence[RunRecord],
+    algos: Sequence[str],
+    envs: Sequence[str],
+    timesteps: dict[str, dict[str, int]],
+    *,
+    fidelity: str = "",
+    memo: str = "",
+    last_episodes: int = DEFAULT_LAST_EPISODES,
+    reps: int = DEFAULT_REPS,
+    seed: int = BOOTSTRAP_SEED,
+) -> Comparison:
+    """The statistics of ``runs`` (every algorithm of ``algos`` on every environment of ``envs``).
+
+    :param timesteps: t_max per algorithm and environment (the curves' length)
+    """
+    algos, envs = list(algos), list(envs)
+    seeds = sorted({record.seed for record in runs})
+    comparison = Comparison(
+        algos,
+        seeds,
+        envs,
+        list(runs),
+        timesteps,
+        fidelity,
+        masked_url(memo) if memo else "",
+        last_episodes,
+        reps,
+    )
+    by_algo = {algo: [record for record in runs if record.algo == algo] for algo in algos}
+
+    def values(algo: str, env: str, score: str) -> np.ndarray:
+        return np.array([record.scores[env][score] for record in by_algo[algo]], dtype=float)
+
+    rows = []
+    for algo in algos:
+        for env in envs:
+            for score in SCORES:
+                interval = iqm_interval(
+                    values(algo, env, score), reps, cell_rng(seed, "iqm", algo, env, score)
+                )
+                rows.append(
+                    {
+                        "algorithm": algo,
+                        "environment": env,
+                        "score": score,
+                        "seeds": interval.n,
+                        "iqm": interval.point,
+                        "low": interval.low,
+                        "high": interval.high,
+                    }
+                )
+    comparison.scores = pd.DataFrame(rows)
+    rows = []
+    for score in SCORES:
+        for env in [*envs, ALL_ENVS] if len(envs) > 1 else envs:
+            tasks = envs if env == ALL_ENVS else [env]
+            for x in algos:
+                for y in algos:
+                    if x == y:
+                        continue
+                    interval = improvement_interval(
+                        [values(x, t, score) for t in tasks],
+                        [values(y, t, score) for t in tasks],
+                        reps,
+                        cell_rng(seed, "improvement", score, env, x, y),
+                    )
+                    rows.append(
+                        {
+                            "score": score,
+                            "environment": env,
+                            "x": x,
+                            "y": y,
+                            "probability": interval.point,
+                            "low": interval.low,
+                            "high": interval.high,
+                        }
+                    )
+    comparison.improvement = pd.DataFrame(rows)
+    for algo in algos:
+        for env in envs:
+            steps = curve_steps(timesteps[algo][env])
+            curves = np.array([_at_steps(record.curves[env], steps) for record in by_algo[algo]])
+            point, low, high = iqm_band(curves, reps, cell_rng(seed, "curve", algo, env))
+            comparison.curves[(algo, env)] = pd.DataFrame(
+                {"step": steps, "iqm": point, "low": low, "high": high}
+            )
+    return comparison
+
+
+def _at_steps(curve: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """The curve after each of ``steps`` (a run cut short keeps its last value)."""
+    if len(curve) == 0:
+        return np.zeros(len(steps))
+    return curve[np.minimum(steps, len(curve)) - 1]
+
+
+def compare_plan(
+    plan: Sequence[PlannedRun], last_episodes: int = DEFAULT_LAST_EPISODES, reps: int = DEFAULT_REPS
+) -> Comparison:
+    """The comparison of a plan's runs once they are complete."""
+    runs = [read_run_record(p.folder, p.seed, last_episodes, ACTIONS[p.action]) for p in plan]
+    algos = list(dict.fromkeys(p.algo for p in plan))
+    first = plan[0].config
+    timesteps = {p.algo: dict(zip(p.config.envs, p.config.timesteps, strict=True)) for p in plan}
+    return build_comparison(
+        runs,
+        algos,
+        list(first.envs),
+        timesteps,
+        fidelity=first.fidelity.name,
+        memo=first.memo,
+        last_episodes=last_episodes,
+        reps=reps,
+    )
+
+
+# -- Markdown -----------------------------------------------------------------------------------------------
+
+
+def _md_cell(value: object) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[object]], right_from: int = 1) -> str:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _value(value: float, spec: str) -> str:
+    return spec.format(value) if math.isfinite(value) else "—"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.1f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def _percent(value: float) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.0%}"
+
+
+def _settings(comparison: Comparison) -> list[str]:
+    budgets = {
+        algo: ", ".join(f"{env} ({comparison.timesteps[algo][env]} steps)" for env in comparison.envs)
+        for algo in comparison.algos
+    }
+    same = len(set(budgets.values())) == 1
+    envs = (
+        next(iter(budgets.values()))
+        if same
+        else ", ".join(comparison.envs) + " (budgets per algorithm below)"
+    )
+    lines = [
+        f"algorithms: {', '.join(comparison.algos)}; seeds: {', '.join(map(str, comparison.seeds))} "
+        f"({len(comparison.runs)} runs)",
+        f"environments: {envs}",
+        f"fidelity: {comparison.fidelity}; memo: {comparison.memo}",
+    ]
+    if not same:
+        lines += [f"budgets of {algo}: {text}" for algo, text in budgets.items()]
+    return lines
+
+
+def _notes(comparison: Comparison) -> list[str]:
+    k = comparison.last_episodes
+    notes = [
+        "IQM: the interquartile mean over seeds (scipy.stats.trim_mean(scores, 0.25), rliable's "
+        "aggregate_iqm); with 2 or 3 seeds nothing is cut and the IQM is the mean.",
+        f"[low, high]: the 95% percentile interval of a stratified bootstrap over seeds ({comparison.reps} "
+        "resamples; per environment the plain bootstrap over seeds).",
+        "Scores per run and environment: the best accuracy of a valid network found; the mean best reward of "
+        f"the last {k} finished NAS episodes (the sweeps' score; none without a finished episode); the "
+        "number of distinct valid networks (canonical form) trained or found in the memo.",
+        "P(X > Y): the probability that a run of X scores higher than a run of Y, ties counting one half "
+        "(rliable's probability of improvement); 'all environments' averages it over the environments.",
+    ]
+    counts = {len([r for r in comparison.runs if r.algo == algo]) for algo in comparison.algos}
+    if 1 in counts:
+        notes.append("With 1 seed there is no interval: a single run says nothing about the spread.")
+    if 2 in counts:
+        notes.append(
+            "With 2 seeds the IQM is their mean and the interval spans the two values: it says little."
+        )
+    return notes
+
+
+def render_markdown(comparison: Comparison) -> str:
+    """The comparison as Markdown: settings, scores, probabilities of improvement, curve points, runs."""
+    c = comparison
+    parts = [f"# Comparison: {', '.join(c.algos)}", "", *[f"- {line}" for line in _settings(c)], ""]
+    parts += [*[f"- {note}" for note in _notes(c)], ""]
+    parts += ["## Scores: IQM over seeds [95% CI]", "", scores_markdown(c), ""]
+    parts += ["## Probability of improvement P(X > Y) [95% CI]", ""]
+    columns = list(dict.fromkeys(c.improvement["environment"])) if len(c.improvement) else []
+    for score in SCORES:
+        table = c.improvement[c.improvement["score"] == score] if len(c.improvement) else c.improvement
+        if table.empty:
+            parts += ["One algorithm: nothing to compare.", ""]
+            break
+        rows = []
+        for (x, y), group in table.groupby(["x", "y"], sort=False):
+            cells = {
+                row.environment: Interval(row.probability, row.low, row.high).format("{:.2f}")
+                for row in group.itertuples()
+            }
+            rows.append([x, y, *[cells[env] for env in columns]])
+        parts += [f"### {c.score_title(score)}", "", _md_table(["X", "Y", *columns], rows, 2), ""]
+    parts += ["## Sample efficiency: best accuracy so far, IQM over seeds [95% CI]", ""]
+    header = [
+        "algorithm",
+        "environment",
+        "t_max",
+        *[f"{fraction:.0%} of t_max" for fraction in CURVE_FRACTIONS],
+    ]
+    rows = []
+    for (algo, env), curve in c.curves.items():
+        t_max = c.timesteps[algo][env]
+        cells = []
+        for fraction in CURVE_FRACTIONS:
+            at = curve[curve["step"] == max(1, round(fraction * t_max))].iloc[0]
+            cells.append(f"step {int(at['step'])}: " + Interval(at["iqm"], at["low"], at["high"]).format())
+        rows.append([algo, env, t_max, *cells])
+    parts += [_md_table(header, rows, 2), "", "The whole curves are in the HTML report.", ""]
+    parts += ["## Runs", "", _md_table(*_runs_rows(c), 4), ""]
+    parts += ["## Scores per run", "", _md_table(*_run_scores_rows(c), 3), ""]
+    return "\n".join(parts)
+
+
+def scores_markdown(comparison: Comparison) -> str:
+    """The table of IQMs and intervals: a row per algorithm and environment, a column per score."""
+    return _md_table(*_scores_rows(comparison), 2)
+
+
+def _scores_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
+    header = ["algorithm", "environment", "seeds", *[c.score_title(score) for score in SCORES]]
+    rows = []
+    for algo in c.algos:
+        for env in c.envs:
+            intervals = {score: c.interval(algo, env, score) for score in SCORES}
+            seeds = max(interval.n for interval in intervals.values())
+            rows.append([algo, env, seeds, *[intervals[s].format(SCORES[s][1]) for s in SCORES]])
+    return header, rows
+
+
+def _runs_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
+    header = ["algorithm", "seed", "folder", "this time", "steps", "wall time", "memo hit rate"]
+    rows = [
+        [
+            r.algo,
+            r.seed,
+            str(r.folder),
+            r.action,
+            r.steps,
+            _seconds(r.wall_seconds),
+            _percent(r.memo_hit_rate),
+        ]
+        for r in c.runs
+    ]
+    return header, rows
+
+
+def _run_scores_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
+    header = ["algorithm", "seed", "environment", *[c.score_title(score) for score in SCORES]]
+    rows = []
+    for r in c.runs:
+        for env in c.envs:
+            cells = [_value(r.scores[env][score], SCORES[score][1]) for score in SCORES]
+            rows.append([r.algo, r.seed, env, *cells])
+    return header, rows
+
+
+# -- HTML ---------------------------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table.table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+table.table th, table.table td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+table.table th:nth-child(-n+2), table.table td:nth-child(-n+2) { text-align: left; }
+p.note, ul.notes { color: #555; font-size: 0.9em; }
+"""
+
+
+def _color(index: int, alpha: float = 1.0) -> str:
+    palette = qualitative.Plotly
+    red, green, blue = hex_to_rgb(palette[index % len(palette)])
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{escape(str(cell))}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
+
+
+def scores_figure(comparison: Comparison) -> go.Figure:
+    """IQM per algorithm and environment, one panel per score, the 95% interval as error bars."""
+    c = comparison
+    figure = make_subplots(
+        rows=1, cols=len(SCORES), subplot_titles=[c.score_title(score) for score in SCORES]
+    )
+    for index, algo in enumerate(c.algos):
+        for column, score in enumerate(SCORES, start=1):
+            table = c.scores[(c.scores["algorithm"] == algo) & (c.scores["score"] == score)]
+            iqms, low, high = (table[key].to_numpy(dtype=float) for key in ("iqm", "low", "high"))
+            text = [
+                Interval(*values).format(SCORES[score][1]) + f" ({n} seeds)"
+                for *values, n in zip(iqms, low, high, table["seeds"], strict=True)
+            ]
+            figure.add_trace(
+                go.Bar(
+                    x=table["environment"],
+                    y=iqms,
+                    name=algo,
+                    legendgroup=algo,
+                    showlegend=column == 1,
+                    marker_color=_color(index),
+                    text=text,
+                    hovertemplate="%{x}: %{text}<extra>" + algo + "</extra>",
+                    textposition="none",
+                    error_y={
+                        "visible": bool(np.isfinite(low).any()),  # 1 seed: no interval to draw
+                        "type": "data",
+                        "symmetric": False,
+                        "array": _or_none(high - iqms),  # none drawn without an interval
+                        "arrayminus": _or_none(iqms - low),
+                    },
+                ),
+                row=1,
+                col=column,
+            )
+    figure.update_layout(
+        barmode="group", height=420, legend={"orientation": "h", "y": -0.15}, margin={"t": 60}
+    )
+    return figure
+
+
+def _staircase(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of the step function that holds ``y[i]`` from ``x[i]`` to ``x[i + 1]`` (plotly's "hv")."""
+    return np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1]
+
+
+def curves_figure(comparison: Comparison) -> go.Figure:
+    """Best accuracy so far against the environment's steps: IQM over seeds, the 95% interval as a band."""
+    c = comparison
+    columns = min(3, len(c.envs))
+    rows = math.ceil(len(c.envs) / columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=c.envs)
+    for position, env in enumerate(c.envs):
+        row, col = position // columns + 1, position % columns + 1
+        for index, algo in enumerate(c.algos):
+            curve = c.curves[(algo, env)]
+            steps = curve["step"].to_numpy()
+            if curve["low"].notna().all():
+                x_high, y_high = _staircase(steps, curve["high"].to_numpy())
+                x_low, y_low = _staircase(steps, curve["low"].to_numpy())
+                figure.add_trace(
+                    go.Scatter(
+                        x=np.concatenate([x_high, x_low[::-1]]),
+                        y=np.concatenate([y_high, y_low[::-1]]),
+                        fill="toself",
+                        fillcolor=_color(index, 0.2),
+                        line={"width": 0},
+                        hoverinfo="skip",
+                        showlegend=False,
+                        legendgroup=algo,
+                        name=f"{algo} 95% CI",
+                    ),
+                    row=row,
+                    col=col,
+                )
+            figure.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=curve["iqm"],
+                    mode="lines",
+                    line_shape="hv",  # the best so far changes at a step and holds until the next
+                    name=algo,
+                    legendgroup=algo,
+                    showlegend=position == 0,
+                    line={"color": _color(index)},
+                    hovertemplate="step %{x}: IQM %{y:.4f}<extra>" + algo + "</extra>",
+                ),
+                row=row,
+                col=col,
+            )
+        figure.update_xaxes(title_text="environment steps", row=row, col=col)
+        figure.update_yaxes(title_text="best accuracy so far", row=row, col=col)
+    figure.update_layout(height=360 * rows + 80, legend={"orientation": "h", "y": -0.15}, margin={"t": 60})
+    return figure
+
+
+def render_html(comparison: Comparison) -> str:
+    """The comparison as one HTML document, plotly.js inline so that it works offline."""
+    c = comparison
+
+    def figure_html(figure: go.Figure, name: str) -> str:
+        return pio.to_html(figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{name}")
+
+    sections = {
+        "scores": (
+            "Scores: IQM over seeds [95% CI]",
+            _html_table(*_scores_rows(c)) + figure_html(scores_figure(c), "scores"),
+        ),
+        "improvement": ("Probability of improvement P(X > Y) [95% CI]", _improvement_html(c)),
+        "curves": (
+            "Sample efficiency: best accuracy so far, IQM over seeds with its 95% CI",
+            figure_html(curves_figure(c), "curves"),
+        ),
+        "runs": ("Runs", _html_table(*_runs_rows(c))),
+        "per-run": ("Scores per run", _html_table(*_run_scores_rows(c))),
+    }
+    contents = "".join(
+        f'<li><a href="#{key}">{escape(title)}</a></li>' for key, (title, _) in sections.items()
+    )
+    body = "".join(
+        f'<section id="{key}"><h2>{escape(title)}</h2>{html}</section>'
+        for key, (title, html) in sections.items()
+    )
+    settings = "".join(f"<li>{escape(line)}</li>" for line in _settings(c))
+    notes = "".join(f"<li>{escape(note)}</li>" for note in _notes(c))
+    title = f"sb3_nas comparison: {', '.join(c.algos)}"
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>"
+        f'<h1>{escape(title)}</h1><ul>{settings}</ul><ul class="notes">{notes}</ul>'
+        f"<ul>{contents}</ul>{body}</body></html>"
+    )
+
+
+def _improvement_html(c: Comparison) -> str:
+    if c.improvement.empty:
+        return "<p>One algorithm: nothing to compare.</p>"
+    columns = list(dict.fromkeys(c.improvement["environment"]))
+    parts = []
+    for score in SCORES:
+        table = c.improvement[c.improvement["score"] == score]
+        rows = []
+        for (x, y), group in table.groupby(["x", "y"], sort=False):
+            cells = {
+                row.environment: Interval(row.probability, row.low, row.high).format("{:.2f}")
+                for row in group.itertuples()
+            }
+            rows.append([x, y, *[cells[env] for env in columns]])
+        parts.append(f"<h3>{escape(c.score_title(score))}</h3>{_html_table(['X', 'Y', *columns], rows)}")
+    return "".join(parts)
+
+
+def write_comparison(comparison: Comparison, out: str | Path) -> tuple[Path, Path]:
+    """Write ``out/comparison.md`` and ``out/comparison.html``; returns their paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in ((MARKDOWN_FILE, render_markdown(comparison)), (HTML_FILE, render_html(comparison))):
+        path = out / name
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+        written.append(path)
+    return written[0], written[1]
+
+
+def print_plan(plan: Sequence[PlannedRun], out: Path, file=None) -> None:
+    """One line: how many runs the comparison holds and what is done with them."""
+    counts = {action: sum(p.action == action for p in plan) for action in ("run", "resume", "reuse")}
+    said = ", ".join(f"{n} to {action}" for action, n in counts.items() if n)
+    print(f"comparison in {out}: {len(plan)} runs ({said})", file=file or sys.stdout)

@@ -1,0 +1,148 @@
+"""``python -m sb3_nas.compare``: several algorithms × seeds on the same environments and the same reward
+memo, then the statistics that few seeds call for (Agarwal et al., 2021) as ``DIR/comparison.md`` and
+``DIR/comparison.html``: per algorithm and environment the interquartile mean (IQM) of each score over seeds
+with a stratified-bootstrap 95% interval, the probability that each algorithm improves on each other, and
+sample-efficiency curves (best accuracy so far against environment steps).
+
+Each run goes to DIR/<algo>/seed-<s>/. A run already there is reused when complete and resumed when not, so a
+comparison grows by running the command again with more seeds or algorithms; a folder holding a run of another
+configuration is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from sb3_nas.analysis.comparison import (
+    DEFAULT_LAST_EPISODES,
+    DEFAULT_REPS,
+    PlannedRun,
+    compare_plan,
+    execute_plan,
+    plan_comparison,
+    print_plan,
+    scores_markdown,
+    write_comparison,
+)
+from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command, split_list
+from sb3_nas.data import TRAIN_TASKS
+from sb3_nas.experiment import REDUCED_TIMESTEPS
+
+DEFAULT_ALGOS = ("meta_a2c", "dqn", "random")
+DEFAULT_SEEDS = (0, 1, 2)
+COMPARISONS_DIR = Path("results") / "comparisons"
+
+
+def seeds_value(text: str) -> list[int]:
+    """An argparse type: comma-separated seeds (``0,1,2``)."""
+    try:
+        return [int(part) for part in split_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m sb3_nas.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--algos",
+        type=split_list,
+        default=list(DEFAULT_ALGOS),
+        metavar="A1,A2,…",
+        help=f"algorithms, comma-separated (default {','.join(DEFAULT_ALGOS)})",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=seeds_value,
+        default=list(DEFAULT_SEEDS),
+        metavar="S1,S2,…",
+        help=f"seeds, comma-separated (default {','.join(map(str, DEFAULT_SEEDS))})",
+    )
+    add_shared(
+        parser,
+        "envs",
+        "timesteps",
+        "fidelity",
+        "memo",
+        "device",
+        "out",
+        "no_progress",
+        envs={"default": list(TRAIN_TASKS)},
+        timesteps={"default": list(REDUCED_TIMESTEPS)},
+        out={
+            "help": "the comparison folder: DIR/<algo>/seed-<s>/ per run, DIR/comparison.md and "
+            "DIR/comparison.html (default results/comparisons/<time>; give it to extend a "
+            "comparison)"
+        },
+    )
+    parser.add_argument(
+        "--n-jobs",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="runs at once, each in its own process with its share of the CPU threads "
+        "(default 1: one after the other in this process)",
+    )
+    parser.add_argument(
+        "--last-episodes",
+        type=positive_int,
+        default=DEFAULT_LAST_EPISODES,
+        metavar="K",
+        help="the sweep score's episodes: the mean best reward of the last K "
+        f"(default {DEFAULT_LAST_EPISODES})",
+    )
+    parser.add_argument(
+        "--reps",
+        type=positive_int,
+        default=DEFAULT_REPS,
+        metavar="R",
+        help=f"bootstrap resamples per interval (default {DEFAULT_REPS})",
+    )
+    return parser
+
+
+def _done(planned: PlannedRun, seconds: float) -> None:
+    print(f"{planned.algo} seed {planned.seed}: {planned.action} done in {seconds:.1f} s ({planned.folder})")
+
+
+def execute(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else COMPARISONS_DIR / time.strftime("%Y%m%d-%H%M%S")
+    plan = plan_comparison(
+        out,
+        args.algos,
+        args.seeds,
+        envs=args.envs,
+        timesteps=args.timesteps,
+        fidelity=args.fidelity,
+        memo=args.memo,
+        device=args.device,
+    )
+    print_plan(plan, out)
+    try:
+        execute_plan(plan, n_jobs=args.n_jobs, progress=not args.no_progress, on_done=_done)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; what was recorded is kept: run the same command again to continue ({out})",
+            file=sys.stderr,
+        )
+        return 130
+    comparison = compare_plan(plan, last_episodes=args.last_episodes, reps=args.reps)
+    markdown, html = write_comparison(comparison, out)
+    print(scores_markdown(comparison))
+    print(f"table: {markdown.resolve()}")
+    print(f"report: {html.resolve()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), execute, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
