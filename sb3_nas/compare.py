@@ -18,18 +18,16 @@ from pathlib import Path
 
 from sb3_nas.analysis.comparison import (
     DEFAULT_LAST_EPISODES,
-    DEFAULT_REPS,
-    PlannedRun,
     compare_plan,
-    execute_plan,
-    plan_comparison,
     print_plan,
     scores_markdown,
     write_comparison,
 )
+from sb3_nas.analysis.few_seeds import DEFAULT_REPS
 from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command, split_list
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.experiment import REDUCED_TIMESTEPS
+from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_comparison
 
 DEFAULT_ALGOS = ("meta_a2c", "dqn", "random")
 DEFAULT_SEEDS = (0, 1, 2)

@@ -17,7 +17,7 @@ import pytest
 
 from sb3_nas import compare
 from sb3_nas.analysis import comparison as lib
-from sb3_nas.analysis.comparison import (
+from sb3_nas.analysis.few_seeds import (
     cell_rng,
     improvement_interval,
     iqm,
@@ -25,6 +25,7 @@ from sb3_nas.analysis.comparison import (
     iqm_interval,
     probability_of_improvement,
 )
+from sb3_nas.experiment import comparison as running
 from sb3_nas.space import canonical_network, validate_nsc
 
 ALGOS, SEEDS, T_MAX = ("random", "dqn"), (0, 1), 10
@@ -173,7 +174,7 @@ def test_running_again_reuses_every_run(made, monkeypatch, capsys):
     def no_run(*_args, **_kwargs):
         raise AssertionError("a complete run was run again")
 
-    monkeypatch.setattr(lib, "run", no_run)
+    monkeypatch.setattr(running, "run", no_run)
     assert compare.main(_argv(out, memo)) == 0
     assert "4 runs (4 to reuse)" in capsys.readouterr().out
     assert {path: path.stat().st_mtime_ns for path in out.glob("*/seed-*/steps.csv")} == before

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -339,36 +338,20 @@ def test_an_old_sqlite_memo_gains_the_columns_and_its_entries_answer_only_the_op
     assert RewardMemo(path).get("older writer").precision == UNRECORDED_PRECISION
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh database on the server of $SB3_NAS_TEST_POSTGRES_URL, dropped afterwards."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql://USER:PASSWORD@HOST:PORT/DB")
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"sb3_nas_memo_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def test_an_old_postgresql_memo_gains_the_columns(postgres_url, small_digits, tiny_fidelity):
+def test_an_old_postgresql_memo_gains_the_columns(postgres_database, small_digits, tiny_fidelity):
     old = stored_entry(small_digits, tiny_fidelity, UNRECORDED_PRECISION, 0.8)
-    engine = sa.create_engine(postgres_url)
+    engine = sa.create_engine(postgres_database)
     with engine.begin() as conn:
         conn.execute(sa.text(OLD_DDL))
         placeholders = ", ".join(f":{name}" for name in OLD_COLUMNS)
         conn.execute(sa.text(f"INSERT INTO reward_memo VALUES ({placeholders})"), dataclasses.asdict(old))
     engine.dispose()
-    memo = RewardMemo(postgres_url)
+    memo = RewardMemo(postgres_database)
     assert memo.get(old.key) == old
     new = stored_entry(small_digits, tiny_fidelity, "bf16", 0.7)
     memo.put(new)
     memo.close()
-    assert {e.key: e for e in RewardMemo(postgres_url).entries()} == {old.key: old, new.key: new}
+    assert {e.key: e for e in RewardMemo(postgres_database).entries()} == {old.key: old, new.key: new}
 
 
 # -- a mistyped URL is not a path --------------------------------------------------------------------------

@@ -3,8 +3,6 @@ Optuna's attributes, reports, summaries, logs. Run against the PostgreSQL server
 
 import contextlib
 import io
-import os
-import uuid
 
 import optuna
 import pytest
@@ -16,22 +14,12 @@ POSTGRES_ENV = "SB3_NAS_TEST_POSTGRES_URL"
 
 
 @pytest.fixture
-def server_url():
-    """A fresh database on the test server (dropped afterwards), and the password of its URL."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV} (.ci/run starts one)")
-    password = sa.engine.make_url(url).password or ""
+def server_url(postgres_database):
+    """A fresh database on the test server, and the password of its URL (one found nowhere else)."""
+    password = sa.engine.make_url(postgres_database).password or ""
     if len(password) < 8 or password in "sb3_nas/NasChain-v0 postgresql":
         pytest.skip("the test server's password must be one found nowhere else (.ci/run sets one)")
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"sb3_nas_secrets_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False), password
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    return postgres_database, password
 
 
 def run_quietly(main, argv: list[str]) -> tuple[int, str]:

@@ -4,20 +4,17 @@ dashboard's view of it, many workers on PostgreSQL, and bad input."""
 import contextlib
 import io
 import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from sb3_nas import sweep
@@ -313,25 +310,6 @@ def test_an_unreachable_storage_gives_a_one_line_error(tmp_path, capsys, storage
     assert sweep.main([*argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and "secret" not in err and err.count("\n") == 1
-
-
-@pytest.fixture
-def postgres_database():
-    """A fresh database on the server of $SB3_NAS_TEST_POSTGRES_URL, dropped afterwards."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(
-            f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql://USER:PASSWORD@HOST:PORT/DB for a role "
-            "that may create databases (.ci/run installs and starts one), with psycopg installed"
-        )
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"sb3_nas_sweep_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield sa.engine.make_url(url).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_two_workers_share_one_postgresql_study_and_memo(postgres_database, tmp_path):

@@ -15,47 +15,20 @@ The scores, per run and environment:
 - **distinct networks trained**: valid networks told apart by their canonical form
   (:func:`sb3_nas.space.canonical_network`), whether this run trained them or found them in the memo.
 
-The statistics are rliable's (the package of Agarwal et al.), computed here with numpy and scipy: rliable
-1.2.0 (the latest) requires ``arch<8``, and arch 7 fails on import under pandas 3 (pandas'
-``deprecate_kwarg()`` changed its signature), so rliable cannot be installed beside this project's pandas.
-The definitions are the same:
-
-- **IQM**, the interquartile mean: ``scipy.stats.trim_mean(scores, 0.25)`` (rliable's ``aggregate_iqm``),
-  the mean of the scores left after cutting ⌊n/4⌋ from each end. With 2 or 3 seeds nothing is cut: the IQM
-  of 2 is their mean.
-- **95% confidence interval**: the percentile interval of a stratified bootstrap (rliable's
-  ``StratifiedBootstrap`` with ``method="percentile"``): seeds are drawn with replacement, independently
-  within each environment (the strata); per environment that is the plain bootstrap over seeds. With 1 seed
-  there is no interval (every resample is the same run); with 2 it spans little more than the two values.
-- **probability of improvement** P(X > Y): over all pairs of a run of X and a run of Y, the share in which
-  X scores higher, ties counting one half (the Mann–Whitney U over m·n; rliable's
-  ``probability_of_improvement``), averaged over environments for "all environments"; its interval
-  resamples X's and Y's seeds independently within each environment (rliable's
-  ``StratifiedIndependentBootstrap``).
-- **sample-efficiency curves**: the best accuracy found so far after each environment step, IQM over seeds
-  with the bootstrap interval at each step drawn as a band.
-
-Each interval's resamples come from a generator seeded by the comparison's seed and the cell's name, so the
-numbers are reproducible and do not move when other algorithms or environments are added.
+The statistics are those of :mod:`sb3_nas.analysis.few_seeds`; running the runs is
+:mod:`sb3_nas.experiment.comparison`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import sys
-import time
-import zlib
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,23 +37,23 @@ import plotly.io as pio
 from plotly.colors import hex_to_rgb, qualitative
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
-from scipy.stats import trim_mean
 
+from sb3_nas.analysis.few_seeds import (
+    BOOTSTRAP_SEED,
+    DEFAULT_REPS,
+    Interval,
+    cell_rng,
+    improvement_interval,
+    iqm_band,
+    iqm_interval,
+)
 from sb3_nas.analysis.run import load_run
-from sb3_nas.errors import UsageError
-from sb3_nas.estimation import configure_threads, masked_url
-from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
-from sb3_nas.experiment.records import STEPS_FILE
-from sb3_nas.experiment.registry import check_algo
-from sb3_nas.experiment.runner import RUN_FILES
+from sb3_nas.estimation import masked_url
+from sb3_nas.experiment.comparison import ACTIONS, TIMING_FILE, PlannedRun
 from sb3_nas.space import InvalidNSC, canonical_network, validate_nsc
 
-MARKDOWN_FILE, HTML_FILE, TIMING_FILE = "comparison.md", "comparison.html", "timing.json"
-IQM_CUT = 0.25  # the share cut from each end: the interquartile mean
-CONFIDENCE = 0.95
-DEFAULT_REPS = 50_000  # bootstrap resamples per interval, rliable's default
+MARKDOWN_FILE, HTML_FILE = "comparison.md", "comparison.html"
 DEFAULT_LAST_EPISODES = 10  # the sweeps' default (sb3_nas.tuning.spec.Objective.last_episodes)
-BOOTSTRAP_SEED = 0
 CURVE_POINTS = 100  # steps per environment at which a sample-efficiency curve is computed
 CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of t_max: the curve's points in the Markdown table
 ALL_ENVS = "all environments"
@@ -89,158 +62,6 @@ SCORES = {  # id → (title, format); {k} is the number of last episodes
     "last_best_reward": ("mean best reward of the last {k} episodes", "{:.4f}"),
     "networks": ("distinct networks trained", "{:.1f}"),
 }
-ACTIONS = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
-_BLOCK = 4_000_000  # array elements per bootstrap chunk: bounds memory whatever the reps
-
-
-# -- statistics -------------------------------------------------------------------------------------------
-
-
-def iqm(values: np.ndarray | Sequence[float], axis: int | None = None) -> np.ndarray | float:
-    """The interquartile mean: the mean after cutting ⌊n/4⌋ values from each end (rliable's aggregate_iqm)."""
-    return trim_mean(np.asarray(values, dtype=float), IQM_CUT, axis=axis)
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with its 95% bootstrap interval (``low``/``high`` NaN when there is none) over ``n``
-    seeds."""
-
-    point: float
-    low: float = math.nan
-    high: float = math.nan
-    n: int = 0
-
-    @property
-    def has_interval(self) -> bool:
-        return math.isfinite(self.low) and math.isfinite(self.high)
-
-    def format(self, spec: str = "{:.4f}") -> str:
-        """``0.9120 [0.8900, 0.9340]``; ``—`` without a value; the point alone, marked, without interval."""
-        if not math.isfinite(self.point):
-            return "—"
-        point = spec.format(self.point)
-        if self.has_interval:
-            return f"{point} [{spec.format(self.low)}, {spec.format(self.high)}]"
-        return f"{point} (no interval)"
-
-
-def cell_rng(seed: int, *names: object) -> np.random.Generator:
-    """The bootstrap generator of one cell: seeded by ``seed`` and the cell's names, nothing else."""
-    key = zlib.crc32("\x1f".join(map(str, names)).encode())
-    return np.random.default_rng([seed, key])
-
-
-def _percentile_interval(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail], axis=0)
-    return low, high
-
-
-def _chunks(reps: int, per_rep: int) -> list[int]:
-    size = max(1, _BLOCK // max(1, per_rep))
-    return [min(size, reps - start) for start in range(0, reps, size)]
-
-
-def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    return values[np.isfinite(values)]
-
-
-def _iqm_of_rows(samples: np.ndarray) -> np.ndarray:
-    """:func:`iqm` along the last axis, as ``trim_mean`` cuts (⌊n/4⌋ from each end), by one sort."""
-    n = samples.shape[-1]
-    cut = int(IQM_CUT * n)
-    return np.sort(samples, axis=-1)[..., cut : n - cut].mean(axis=-1)
-
-
-def iqm_interval(scores: Sequence[float] | np.ndarray, reps: int, rng: np.random.Generator) -> Interval:
-    """The IQM over seeds of one environment's scores with its bootstrap interval; NaN scores are left out."""
-    x = _finite(scores)
-    n = len(x)
-    if n == 0:
-        return Interval(math.nan)
-    point = float(iqm(x))
-    if n < 2:
-        return Interval(point, n=n)
-    samples = np.concatenate(
-        [_iqm_of_rows(x[rng.integers(0, n, size=(size, n))]) for size in _chunks(reps, n)]
-    )
-    low, high = _percentile_interval(samples)
-    return Interval(point, float(low), float(high), n)
-
-
-def _improvement(x: np.ndarray, y: np.ndarray) -> float:
-    """P(X > Y) + ½ P(X = Y) over every pair of a run of X (``x``) and a run of Y (``y``)."""
-    return float(_pair_scores(x, y).mean())
-
-
-def _pair_scores(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """1 where x_i > y_j, ½ where equal, 0 where lower: the Mann–Whitney kernel."""
-    difference = x[:, None] - y[None, :]
-    return (difference > 0) + 0.5 * (difference == 0)
-
-
-def probability_of_improvement(
-    x_tasks: Sequence[Sequence[float]], y_tasks: Sequence[Sequence[float]]
-) -> float:
-    """rliable's probability of improvement: per task P(X > Y) + ½ P(X = Y) over all pairs of runs, averaged
-    over the tasks (a task where X or Y has no finite score is left out; NaN when none is left)."""
-    pairs = [(_finite(x), _finite(y)) for x, y in zip(x_tasks, y_tasks, strict=True)]
-    pairs = [(x, y) for x, y in pairs if len(x) and len(y)]
-    if not pairs:
-        return math.nan
-    return float(np.mean([_improvement(x, y) for x, y in pairs]))
-
-
-def improvement_interval(
-    x_tasks: Sequence[Sequence[float]],
-    y_tasks: Sequence[Sequence[float]],
-    reps: int,
-    rng: np.random.Generator,
-) -> Interval:
-    """:func:`probability_of_improvement` with its interval: X's and Y's seeds resampled independently
-    within each task. No interval when every task has a single run of each."""
-    pairs = [(_finite(x), _finite(y)) for x, y in zip(x_tasks, y_tasks, strict=True)]
-    pairs = [(x, y) for x, y in pairs if len(x) and len(y)]
-    if not pairs:
-        return Interval(math.nan)
-    point = probability_of_improvement([x for x, _ in pairs], [y for _, y in pairs])
-    n = min(min(len(x), len(y)) for x, y in pairs)
-    if all(len(x) < 2 and len(y) < 2 for x, y in pairs):
-        return Interval(point, n=n)
-    total = np.zeros(reps)
-    for x, y in pairs:  # a resample is how often it draws each run: P = counts_x · S · counts_y / (n m)
-        kernel, start = _pair_scores(x, y), 0
-        for size in _chunks(reps, len(x) + len(y)):
-            counts_x, counts_y = _draw_counts(len(x), size, rng), _draw_counts(len(y), size, rng)
-            total[start : start + size] += ((counts_x @ kernel) * counts_y).sum(axis=1) / (len(x) * len(y))
-            start += size
-    low, high = _percentile_interval(total / len(pairs))
-    return Interval(point, float(low), float(high), n)
-
-
-def _draw_counts(n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of ``n`` runs is drawn in each of ``reps`` resamples of ``n`` draws with replacement."""
-    draws = rng.integers(0, n, size=(reps, n)) + n * np.arange(reps)[:, None]
-    return np.bincount(draws.ravel(), minlength=reps * n).reshape(reps, n).astype(float)
-
-
-def iqm_band(curves: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """IQM over seeds (rows) at each point (columns) with the bootstrap interval at each point, seeds
-    resampled jointly across points (a seed's curve stays whole); ``low``/``high`` are NaN with one seed."""
-    curves = np.asarray(curves, dtype=float)
-    n, points = curves.shape
-    point = np.asarray(iqm(curves, axis=0), dtype=float)
-    if n < 2:
-        return point, np.full(points, np.nan), np.full(points, np.nan)
-    by_point = curves.T  # (points, n): a resample draws whole seeds, the same ones at every point
-    samples = np.concatenate(
-        [_iqm_of_rows(by_point[:, rng.integers(0, n, size=(size, n))]) for size in _chunks(reps, n * points)],
-        axis=1,
-    )
-    low, high = _percentile_interval(samples.T)
-    return point, low, high
 
 
 # -- the scores of one run ----------------------------------------------------------------------------------
@@ -312,265 +133,6 @@ def read_run_record(folder: str | Path, seed: int, last_episodes: int, action: s
         }
         record.curves[env] = best_so_far(steps)
     return record
-
-
-# -- planning and running the runs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """A run of the comparison and what is to be done with its folder: ``run``, ``resume`` or ``reuse``."""
-
-    algo: str
-    seed: int
-    folder: Path
-    config: RunConfig
-    action: str
-
-
-def run_folder(out: Path, algo: str, seed: int) -> Path:
-    return Path(out) / algo / f"seed-{seed}"
-
-
-def _count_steps(folder: Path) -> int:
-    path = folder / STEPS_FILE
-    if not path.is_file() or path.stat().st_size == 0:
-        return 0
-    try:
-        return len(pd.read_csv(path, usecols=["env"]))
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
-        raise UsageError(
-            f"{path} is not a readable steps table: remove {folder} or choose another --out"
-        ) from None
-
-
-def _differences(recorded: RunConfig, wanted: RunConfig) -> list[str]:
-    fields = {
-        "algo": (recorded.algo, wanted.algo),
-        "envs": (",".join(recorded.envs), ",".join(wanted.envs)),
-        "timesteps": (",".join(map(str, recorded.timesteps)), ",".join(map(str, wanted.timesteps))),
-        "fidelity": (f"{recorded.fidelity.name}", f"{wanted.fidelity.name}"),
-        "seed": (recorded.seed, wanted.seed),
-        "space": (recorded.env_id, wanted.env_id),
-        "sigma": (recorded.sigma, wanted.sigma),
-        "frozen policy": (recorded.frozen, wanted.frozen),
-    }
-    differ = [f"{name} {old} (not {new})" for name, (old, new) in fields.items() if old != new]
-    if not differ and recorded.fidelity.digest != wanted.fidelity.digest:
-        differ.append(f"fidelity {recorded.fidelity.name} with other settings")
-    if not differ and recorded.hyperparams:  # a run with -params, or from before zoo_configs/ was edited
-        keys = sorted(
-            {
-                key
-                for env in wanted.envs
-                for key in {*recorded.hyperparams.get(env, {}), *wanted.hyperparams.get(env, {})}
-                if recorded.hyperparams.get(env, {}).get(key) != wanted.hyperparams.get(env, {}).get(key)
-            }
-        )
-        if keys:
-            differ.append(f"other hyper-parameters: {', '.join(keys)}")
-    return differ
-
-
-def folder_action(folder: Path, config: RunConfig) -> str:
-    """``run`` (a new run), ``resume`` (the same run, incomplete) or ``reuse`` (the same run, complete); a
-    folder holding anything else is refused with a one-line :class:`~sb3_nas.errors.UsageError`."""
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} is a file, not a run folder: choose another --out")
-    if not (folder / CONFIG_FILE).is_file():
-        leftovers = [name for name in RUN_FILES if (folder / name).exists()]
-        if leftovers:
-            raise UsageError(
-                f"{folder} holds {', '.join(leftovers)} but no {CONFIG_FILE}: "
-                "remove it or choose another --out"
-            )
-        return "run"
-    recorded = read_run_config(folder, memo=config.memo)
-    differ = _differences(recorded, config)
-    if differ:
-        raise UsageError(
-            f"{folder} holds another comparison's run ({'; '.join(differ)}): choose another --out"
-        )
-    done, total = _count_steps(folder), sum(config.timesteps)
-    if done == total:
-        return "reuse"
-    if done > total or recorded.n_envs > 1:
-        why = f"{done} steps of {total}" if done > total else f"{recorded.n_envs} workers: not resumable"
-        raise UsageError(
-            f"{folder} holds a run this comparison cannot continue ({why}): choose another --out"
-        )
-    return "resume"
-
-
-def plan_comparison(
-    out: str | Path,
-    algos: Sequence[str],
-    seeds: Sequence[int],
-    envs: Sequence[str],
-    timesteps: str | int | Sequence[int],
-    fidelity: str | None = None,
-    memo: str | None = None,
-    device: str = "auto",
-) -> list[PlannedRun]:
-    """Every algorithm × seed, checked before anything runs: each configuration (:meth:`RunConfig.create`) and
-    what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``."""
-    algos, seeds = list(algos), [int(seed) for seed in seeds]
-    if not algos:
-        raise UsageError("--algos names no algorithm")
-    if not seeds:
-        raise UsageError("--seeds names no seed")
-    for name, values in (("--algos", algos), ("--seeds", seeds)):
-        repeated = sorted({str(v) for v in values if values.count(v) > 1})
-        if repeated:
-            raise UsageError(f"{name} names {', '.join(repeated)} more than once")
-    for algo in algos:
-        check_algo(algo)
-    if any(seed < 0 for seed in seeds):
-        raise UsageError(f"--seeds must be 0 or more, got {','.join(map(str, seeds))}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    memo_url = memo_location(memo)
-    plan = []
-    for index, algo in enumerate(algos):
-        for seed in seeds:
-            config = RunConfig.create(
-                algo,
-                envs=envs,
-                timesteps=timesteps,
-                fidelity=fidelity,
-                memo=memo_url,
-                seed=seed,
-                device=device,
-                check_data=index == 0 and seed == seeds[0],
-            )
-            folder = run_folder(out, algo, seed)
-            plan.append(PlannedRun(algo, seed, folder, config, folder_action(folder, config)))
-    return plan
-
-
-def _write_timing(folder: Path, seconds: float, started: float, action: str, finished: bool) -> None:
-    if not (folder / CONFIG_FILE).is_file():
-        return  # the run wrote nothing: nothing to time
-    path = folder / TIMING_FILE
-    sessions: list[dict[str, Any]] = []
-    if action == "resume":
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            sessions = list(json.loads(path.read_text())["sessions"])
-    sessions.append(
-        {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-            "seconds": round(seconds, 3),
-            "resumed": action == "resume",
-            "finished": finished,
-        }
-    )
-    table = {
-        "wall_seconds": round(sum(float(s.get("seconds", 0.0)) for s in sessions), 3),
-        "sessions": sessions,
-    }
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(table, indent=1))
-    os.replace(partial, path)
-
-
-def execute_run(planned: PlannedRun, progress: bool = True) -> float:
-    """Run or resume one planned run in this process; its wall time is added to its ``timing.json``, also when
-    it is interrupted. Returns the seconds it ran."""
-    config = planned.config
-    resume = planned.action == "resume"
-    if resume:  # the run's own configuration, with this comparison's memo and device
-        config = read_run_config(planned.folder, memo=config.memo).replace(device=config.device)
-    started, clock, finished = time.time(), time.perf_counter(), False
-    try:
-        run(config, planned.folder, progress=progress, resume=resume)
-        finished = True
-    finally:
-        seconds = time.perf_counter() - clock
-        _write_timing(planned.folder, seconds, started, planned.action, finished)
-    return seconds
-
-
-_worker_state = {"running": False, "stopping": False}  # of a worker process
-
-
-def _stop(signum: int, _frame: Any) -> None:
-    """A worker's Ctrl-C and SIGTERM: stop the run in progress (it keeps its records) and start no other."""
-    _worker_state["stopping"] = True
-    if _worker_state["running"]:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-
-def _worker_init(workers: int) -> None:
-    """A worker process: Ctrl-C and SIGTERM stop its run, and it takes its share of the CPU threads."""
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    configure_threads(workers)
-
-
-def _run_in_worker(planned: PlannedRun) -> float:
-    if _worker_state["stopping"]:
-        raise KeyboardInterrupt("the comparison was interrupted")
-    _worker_state["running"] = True
-    try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # no SB3 tables from many runs
-            return execute_run(planned, progress=False)
-    finally:
-        _worker_state["running"] = False
-
-
-def execute_plan(
-    plan: Sequence[PlannedRun],
-    n_jobs: int = 1,
-    progress: bool = True,
-    on_done: Callable[[PlannedRun, float], None] | None = None,
-) -> None:
-    """Run every planned run not reused: in this process one after the other when ``n_jobs`` is 1, else
-    ``n_jobs`` at a time, each in a worker process (spawned) with its share of the CPU threads; they share the
-    memo. A failed run lets the running ones finish, cancels the rest and is raised; Ctrl-C (or SIGTERM) stops
-    every run, each keeping what it recorded, and is raised as ``KeyboardInterrupt``."""
-    todo = [planned for planned in plan if planned.action != "reuse"]
-    if not todo:
-        return
-    if n_jobs <= 1:
-        for planned in todo:
-            seconds = execute_run(planned, progress)
-            if on_done is not None:
-                on_done(planned, seconds)
-        return
-    workers = min(n_jobs, len(todo))
-    pool = ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(workers,)
-    )
-    futures: dict[Future, PlannedRun] = {}
-    try:
-        futures = {pool.submit(_run_in_worker, planned): planned for planned in todo}
-        pending, errors = set(futures), []
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                if future.cancelled():
-                    continue
-                error = future.exception()
-                if isinstance(error, KeyboardInterrupt):
-                    raise error
-                if error is not None:
-                    errors.append(error)
-                    for other in pending:
-                        other.cancel()
-                elif on_done is not None:
-                    on_done(futures[future], future.result())
-        if errors:
-            raise errors[0]
-    except KeyboardInterrupt:
-        for future in futures:
-            future.cancel()
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                process.terminate()  # SIGTERM: the worker's run stops as on Ctrl-C, keeping its records
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- the comparison ------------------------------------------------------------------------------------------
@@ -737,6 +299,18 @@ def compare_plan(
 # -- Markdown -----------------------------------------------------------------------------------------------
 
 
+def _improvement_rows(table: pd.DataFrame, columns: list[str]) -> list[list[object]]:
+    """A row per ordered pair (X, Y): P(X > Y) [95% CI] in each environment's column."""
+    rows = []
+    for (x, y), group in table.groupby(["x", "y"], sort=False):
+        cells = {
+            row.environment: Interval(row.probability, row.low, row.high).format("{:.2f}")
+            for row in group.itertuples()
+        }
+        rows.append([x, y, *[cells[env] for env in columns]])
+    return rows
+
+
 def _md_cell(value: object) -> str:
     return str(value).replace("|", "\\|")
 
@@ -820,13 +394,7 @@ def render_markdown(comparison: Comparison) -> str:
         if table.empty:
             parts += ["One algorithm: nothing to compare.", ""]
             break
-        rows = []
-        for (x, y), group in table.groupby(["x", "y"], sort=False):
-            cells = {
-                row.environment: Interval(row.probability, row.low, row.high).format("{:.2f}")
-                for row in group.itertuples()
-            }
-            rows.append([x, y, *[cells[env] for env in columns]])
+        rows = _improvement_rows(table, columns)
         parts += [f"### {c.score_title(score)}", "", _md_table(["X", "Y", *columns], rows, 2), ""]
     parts += ["## Sample efficiency: best accuracy so far, IQM over seeds [95% CI]", ""]
     header = [
@@ -1063,13 +631,7 @@ def _improvement_html(c: Comparison) -> str:
     parts = []
     for score in SCORES:
         table = c.improvement[c.improvement["score"] == score]
-        rows = []
-        for (x, y), group in table.groupby(["x", "y"], sort=False):
-            cells = {
-                row.environment: Interval(row.probability, row.low, row.high).format("{:.2f}")
-                for row in group.itertuples()
-            }
-            rows.append([x, y, *[cells[env] for env in columns]])
+        rows = _improvement_rows(table, columns)
         parts.append(f"<h3>{escape(c.score_title(score))}</h3>{_html_table(['X', 'Y', *columns], rows)}")
     return "".join(parts)
 

@@ -1,0 +1,287 @@
+"""Running a comparison's runs: every algorithm × seed into ``DIR/<algo>/seed-<s>/``, reused when complete,
+resumed when not, refused when of another configuration; in this process or in several (``--n-jobs``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sb3_nas.errors import UsageError
+from sb3_nas.estimation import configure_threads
+from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
+from sb3_nas.experiment.records import STEPS_FILE
+from sb3_nas.experiment.registry import check_algo
+from sb3_nas.experiment.runner import RUN_FILES
+
+TIMING_FILE = "timing.json"  # each run's wall time, added up over the sessions that ran it
+ACTIONS = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
+
+
+# -- planning and running the runs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of the comparison and what is to be done with its folder: ``run``, ``resume`` or ``reuse``."""
+
+    algo: str
+    seed: int
+    folder: Path
+    config: RunConfig
+    action: str
+
+
+def run_folder(out: Path, algo: str, seed: int) -> Path:
+    return Path(out) / algo / f"seed-{seed}"
+
+
+def _count_steps(folder: Path) -> int:
+    path = folder / STEPS_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    try:
+        return len(pd.read_csv(path, usecols=["env"]))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
+        raise UsageError(
+            f"{path} is not a readable steps table: remove {folder} or choose another --out"
+        ) from None
+
+
+def _differences(recorded: RunConfig, wanted: RunConfig) -> list[str]:
+    fields = {
+        "algo": (recorded.algo, wanted.algo),
+        "envs": (",".join(recorded.envs), ",".join(wanted.envs)),
+        "timesteps": (",".join(map(str, recorded.timesteps)), ",".join(map(str, wanted.timesteps))),
+        "fidelity": (f"{recorded.fidelity.name}", f"{wanted.fidelity.name}"),
+        "seed": (recorded.seed, wanted.seed),
+        "space": (recorded.env_id, wanted.env_id),
+        "sigma": (recorded.sigma, wanted.sigma),
+        "frozen policy": (recorded.frozen, wanted.frozen),
+    }
+    differ = [f"{name} {old} (not {new})" for name, (old, new) in fields.items() if old != new]
+    if not differ and recorded.fidelity.digest != wanted.fidelity.digest:
+        differ.append(f"fidelity {recorded.fidelity.name} with other settings")
+    if not differ and recorded.hyperparams:  # a run with -params, or from before zoo_configs/ was edited
+        keys = sorted(
+            {
+                key
+                for env in wanted.envs
+                for key in {*recorded.hyperparams.get(env, {}), *wanted.hyperparams.get(env, {})}
+                if recorded.hyperparams.get(env, {}).get(key) != wanted.hyperparams.get(env, {}).get(key)
+            }
+        )
+        if keys:
+            differ.append(f"other hyper-parameters: {', '.join(keys)}")
+    return differ
+
+
+def folder_action(folder: Path, config: RunConfig) -> str:
+    """``run`` (a new run), ``resume`` (the same run, incomplete) or ``reuse`` (the same run, complete); a
+    folder holding anything else is refused with a one-line :class:`~sb3_nas.errors.UsageError`."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a run folder: choose another --out")
+    if not (folder / CONFIG_FILE).is_file():
+        leftovers = [name for name in RUN_FILES if (folder / name).exists()]
+        if leftovers:
+            raise UsageError(
+                f"{folder} holds {', '.join(leftovers)} but no {CONFIG_FILE}: "
+                "remove it or choose another --out"
+            )
+        return "run"
+    recorded = read_run_config(folder, memo=config.memo)
+    differ = _differences(recorded, config)
+    if differ:
+        raise UsageError(
+            f"{folder} holds another comparison's run ({'; '.join(differ)}): choose another --out"
+        )
+    done, total = _count_steps(folder), sum(config.timesteps)
+    if done == total:
+        return "reuse"
+    if done > total or recorded.n_envs > 1:
+        why = f"{done} steps of {total}" if done > total else f"{recorded.n_envs} workers: not resumable"
+        raise UsageError(
+            f"{folder} holds a run this comparison cannot continue ({why}): choose another --out"
+        )
+    return "resume"
+
+
+def plan_comparison(
+    out: str | Path,
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    envs: Sequence[str],
+    timesteps: str | int | Sequence[int],
+    fidelity: str | None = None,
+    memo: str | None = None,
+    device: str = "auto",
+) -> list[PlannedRun]:
+    """Every algorithm × seed, checked before anything runs: each configuration (:meth:`RunConfig.create`) and
+    what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``."""
+    algos, seeds = list(algos), [int(seed) for seed in seeds]
+    if not algos:
+        raise UsageError("--algos names no algorithm")
+    if not seeds:
+        raise UsageError("--seeds names no seed")
+    for name, values in (("--algos", algos), ("--seeds", seeds)):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise UsageError(f"{name} names {', '.join(repeated)} more than once")
+    for algo in algos:
+        check_algo(algo)
+    if any(seed < 0 for seed in seeds):
+        raise UsageError(f"--seeds must be 0 or more, got {','.join(map(str, seeds))}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    memo_url = memo_location(memo)
+    plan = []
+    for index, algo in enumerate(algos):
+        for seed in seeds:
+            config = RunConfig.create(
+                algo,
+                envs=envs,
+                timesteps=timesteps,
+                fidelity=fidelity,
+                memo=memo_url,
+                seed=seed,
+                device=device,
+                check_data=index == 0 and seed == seeds[0],
+            )
+            folder = run_folder(out, algo, seed)
+            plan.append(PlannedRun(algo, seed, folder, config, folder_action(folder, config)))
+    return plan
+
+
+def _write_timing(folder: Path, seconds: float, started: float, action: str, finished: bool) -> None:
+    if not (folder / CONFIG_FILE).is_file():
+        return  # the run wrote nothing: nothing to time
+    path = folder / TIMING_FILE
+    sessions: list[dict[str, Any]] = []
+    if action == "resume":
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            sessions = list(json.loads(path.read_text())["sessions"])
+    sessions.append(
+        {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "seconds": round(seconds, 3),
+            "resumed": action == "resume",
+            "finished": finished,
+        }
+    )
+    table = {
+        "wall_seconds": round(sum(float(s.get("seconds", 0.0)) for s in sessions), 3),
+        "sessions": sessions,
+    }
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(table, indent=1))
+    os.replace(partial, path)
+
+
+def execute_run(planned: PlannedRun, progress: bool = True) -> float:
+    """Run or resume one planned run in this process; its wall time is added to its ``timing.json``, also when
+    it is interrupted. Returns the seconds it ran."""
+    config = planned.config
+    resume = planned.action == "resume"
+    if resume:  # the run's own configuration, with this comparison's memo and device
+        config = read_run_config(planned.folder, memo=config.memo).replace(device=config.device)
+    started, clock, finished = time.time(), time.perf_counter(), False
+    try:
+        run(config, planned.folder, progress=progress, resume=resume)
+        finished = True
+    finally:
+        seconds = time.perf_counter() - clock
+        _write_timing(planned.folder, seconds, started, planned.action, finished)
+    return seconds
+
+
+_worker_state = {"running": False, "stopping": False}  # of a worker process
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    """A worker's Ctrl-C and SIGTERM: stop the run in progress (it keeps its records) and start no other."""
+    _worker_state["stopping"] = True
+    if _worker_state["running"]:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
+def _worker_init(workers: int) -> None:
+    """A worker process: Ctrl-C and SIGTERM stop its run, and it takes its share of the CPU threads."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    configure_threads(workers)
+
+
+def _run_in_worker(planned: PlannedRun) -> float:
+    if _worker_state["stopping"]:
+        raise KeyboardInterrupt("the comparison was interrupted")
+    _worker_state["running"] = True
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # no SB3 tables from many runs
+            return execute_run(planned, progress=False)
+    finally:
+        _worker_state["running"] = False
+
+
+def execute_plan(
+    plan: Sequence[PlannedRun],
+    n_jobs: int = 1,
+    progress: bool = True,
+    on_done: Callable[[PlannedRun, float], None] | None = None,
+) -> None:
+    """Run every planned run not reused: in this process one after the other when ``n_jobs`` is 1, else
+    ``n_jobs`` at a time, each in a worker process (spawned) with its share of the CPU threads; they share the
+    memo. A failed run lets the running ones finish, cancels the rest and is raised; Ctrl-C (or SIGTERM) stops
+    every run, each keeping what it recorded, and is raised as ``KeyboardInterrupt``."""
+    todo = [planned for planned in plan if planned.action != "reuse"]
+    if not todo:
+        return
+    if n_jobs <= 1:
+        for planned in todo:
+            seconds = execute_run(planned, progress)
+            if on_done is not None:
+                on_done(planned, seconds)
+        return
+    workers = min(n_jobs, len(todo))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(workers,)
+    )
+    futures: dict[Future, PlannedRun] = {}
+    try:
+        futures = {pool.submit(_run_in_worker, planned): planned for planned in todo}
+        pending, errors = set(futures), []
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if isinstance(error, KeyboardInterrupt):
+                    raise error
+                if error is not None:
+                    errors.append(error)
+                    for other in pending:
+                        other.cancel()
+                elif on_done is not None:
+                    on_done(futures[future], future.result())
+        if errors:
+            raise errors[0]
+    except KeyboardInterrupt:
+        for future in futures:
+            future.cancel()
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                process.terminate()  # SIGTERM: the worker's run stops as on Ctrl-C, keeping its records
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
