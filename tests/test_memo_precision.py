@@ -43,7 +43,6 @@ CREATE TABLE reward_memo (
 )
 """
 OLD_COLUMNS = MEMO_COLUMNS[:13]
-POSTGRES_ENV = "SB3_NAS_TEST_POSTGRES_URL"
 
 
 def computes_in(monkeypatch, dtype: torch.dtype | None) -> None:

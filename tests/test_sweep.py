@@ -27,7 +27,6 @@ from sb3_nas.tuning.study import OBJECTIVE_NAME, PAPER_ATTR, SWEEP_ATTR
 pytestmark = pytest.mark.filterwarnings(
     "error:.*deprecated:FutureWarning", "error::optuna.exceptions.ExperimentalWarning"
 )
-POSTGRES_ENV = "SB3_NAS_TEST_POSTGRES_URL"
 TINY = ["--fidelity", "tiny", "--timesteps", "10"]  # a trial: 10 steps (τ: an episode ends) on each task
 META_A2C = SWEEPS / "meta_a2c.yml"
 SCORED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
