@@ -71,6 +71,7 @@ def build_parser() -> ArgumentParser:
         "device",
         "out",
         "no_progress",
+        "tensorboard_log",
         envs={"default": list(TRAIN_TASKS)},
         timesteps={"default": list(REDUCED_TIMESTEPS)},
         out={
@@ -120,6 +121,7 @@ def execute(args: argparse.Namespace) -> int:
         fidelity=args.fidelity,
         memo=args.memo,
         device=args.device,
+        tensorboard_log=args.tensorboard_log,
     )
     print_plan(plan, out)
     try:

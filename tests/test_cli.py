@@ -15,13 +15,13 @@ PACKAGE = Path(sb3_nas.__file__).parent
 COMMAND_MODULES = {module.rsplit(".", 1)[1] for module in cli.COMMANDS.values()} | {"cli", "__main__"}
 RUN = ["--envs", "--timesteps", "--fidelity", "--memo", "--device", "--seed", "--out", "--no-progress"]
 SHARED = {  # command → the shared options it takes
-    "train": [*RUN, "-params", "-conf", "--overwrite"],
-    "evaluate": [*RUN, "--overwrite"],
+    "train": [*RUN, "-params", "-conf", "--overwrite", "-tb", "--resume", "--checkpoint-every"],
+    "evaluate": [*RUN, "--overwrite", "-tb"],
     "retrain": ["--envs", "--fidelity", "--device", "--seed", "--out", "--no-progress"],
-    "sweep": RUN,
+    "sweep": [*RUN, "-tb"],
     "report": ["--out"],
     "summary": ["--out"],
-    "compare": ["--envs", "--timesteps", "--fidelity", "--memo", "--device", "--out", "--no-progress"],
+    "compare": ["--envs", "--timesteps", "--fidelity", "--memo", "--device", "--out", "--no-progress", "-tb"],
 }
 
 

@@ -95,8 +95,15 @@ def made(tmp_path_factory) -> tuple[Path, Path, str]:
     out, memo = root / "comparison", root / "memo.sqlite"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert compare.main(_argv(out, memo)) == 0
+        assert compare.main([*_argv(out, memo), "-tb", str(root / "tb")]) == 0
     return out, memo, stdout.getvalue()
+
+
+def test_each_run_of_a_comparison_logs_to_tensorboard(made):
+    board = made[0].parent / "tb"
+    for algo in ALGOS:
+        for seed in SEEDS:
+            assert list((board / algo / f"seed-{seed}").glob("events.out.tfevents.*")), (algo, seed)
 
 
 def _scores(out: Path, algo: str, seed: int) -> dict[str, float]:

@@ -22,7 +22,7 @@ from sb3_nas.estimation import configure_threads
 from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
 from sb3_nas.experiment.records import STEPS_FILE
 from sb3_nas.experiment.registry import check_algo
-from sb3_nas.experiment.runner import RUN_FILES
+from sb3_nas.experiment.runner import RUN_FILES, check_tensorboard
 
 TIMING_FILE = "timing.json"  # each run's wall time, added up over the sessions that ran it
 ACTIONS = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
@@ -40,6 +40,7 @@ class PlannedRun:
     folder: Path
     config: RunConfig
     action: str
+    tensorboard_log: Path | None = None  # where its TensorBoard events go (the run folder's name under it)
 
 
 def run_folder(out: Path, algo: str, seed: int) -> Path:
@@ -125,9 +126,14 @@ def plan_comparison(
     fidelity: str | None = None,
     memo: str | None = None,
     device: str = "auto",
+    tensorboard_log: str | Path | None = None,
 ) -> list[PlannedRun]:
     """Every algorithm × seed, checked before anything runs: each configuration (:meth:`RunConfig.create`) and
-    what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``."""
+    what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``.
+
+    :param tensorboard_log: a folder for TensorBoard; each run logs to ``<algo>/seed-<s>`` under it
+    """
+    check_tensorboard(tensorboard_log)
     algos, seeds = list(algos), [int(seed) for seed in seeds]
     if not algos:
         raise UsageError("--algos names no algorithm")
@@ -159,7 +165,8 @@ def plan_comparison(
                 check_data=index == 0 and seed == seeds[0],
             )
             folder = run_folder(out, algo, seed)
-            plan.append(PlannedRun(algo, seed, folder, config, folder_action(folder, config)))
+            board = None if tensorboard_log is None else Path(tensorboard_log) / algo
+            plan.append(PlannedRun(algo, seed, folder, config, folder_action(folder, config), board))
     return plan
 
 
@@ -197,7 +204,7 @@ def execute_run(planned: PlannedRun, progress: bool = True) -> float:
         config = read_run_config(planned.folder, memo=config.memo).replace(device=config.device)
     started, clock, finished = time.time(), time.perf_counter(), False
     try:
-        run(config, planned.folder, progress=progress, resume=resume)
+        run(config, planned.folder, progress=progress, resume=resume, tensorboard_log=planned.tensorboard_log)
         finished = True
     finally:
         seconds = time.perf_counter() - clock
