@@ -1,0 +1,125 @@
+"""rl-baselines3-zoo (sb3_nas.zoo): the project's files translated for the zoo; the zoo on a short budget."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sb3_nas.experiment.hyperparams import ConfigError
+from sb3_nas.zoo import TRIAL_WRAPPER, export, main, zoo_hyperparams
+
+CHAIN = "sb3_nas/NasChain-v0"
+T_MAX = 20
+needs_zoo = pytest.mark.skipif(
+    importlib.util.find_spec("rl_zoo3") is None, reason="rl_zoo3 is not installed (pip install -e '.[zoo]')"
+)
+
+
+def env_kwargs(tmp_path: Path) -> list[str]:
+    """``--env-kwargs`` as the zoo reads them: each value is evaluated as Python, so text is quoted."""
+    return ["--env-kwargs", "fidelity:'tiny'", f"memo:'{tmp_path / 'memo.sqlite'}'"]
+
+
+def run_folder(log_folder: Path, algo: str) -> Path:
+    return log_folder / algo / "sb3_nas-NasChain-v0_1"
+
+
+def monitor_rows(folder: Path) -> list[dict[str, str]]:
+    lines = (folder / "0.monitor.csv").read_text().splitlines()
+    return list(csv.DictReader(lines[1:]))  # the first line is the Monitor's JSON header
+
+
+def test_dqn_fractions_become_step_counts() -> None:
+    hyperparams = zoo_hyperparams("dqn", CHAIN, 1000)
+    assert hyperparams["n_timesteps"] == 1000
+    assert hyperparams["buffer_size"] == 500  # t_max / 2
+    assert hyperparams["learning_starts"] == 150  # 0.15 t_max
+    assert not {"buffer_size_fraction", "learning_starts_fraction"} & set(hyperparams)
+
+
+def test_meta_a2c_gets_the_trial_wrapper_of_the_budget() -> None:
+    hyperparams = zoo_hyperparams("meta_a2c", CHAIN, 300)
+    assert hyperparams["env_wrapper"] == [{TRIAL_WRAPPER: {"trial_steps": 300}}]
+    assert "env_wrapper" not in zoo_hyperparams("maskable_ppo", CHAIN, 300)  # plain NAS observation
+    assert zoo_hyperparams("ppo_lstm", CHAIN, 300)["policy"] == "MlpLstmPolicy"  # the zoo's name too
+
+
+def test_export_is_the_zoo_format(tmp_path: Path) -> None:
+    table = yaml.safe_load(export(["--algo", "dqn", "--env", CHAIN, "-n", "40"]))
+    assert list(table) == [CHAIN] and table[CHAIN]["buffer_size"] == 20
+    with pytest.raises(ConfigError, match="random"):
+        zoo_hyperparams("random", CHAIN, 40)
+    with pytest.raises(ConfigError, match="no entry"):
+        zoo_hyperparams("dqn", "CartPole-v1", 40)
+
+
+@needs_zoo
+@pytest.mark.parametrize("algo", ["a2c", "ppo", "ppo_lstm", "dqn", "meta_a2c", "maskable_ppo"])
+def test_every_translated_file_builds_a_zoo_model(algo: str, tmp_path: Path) -> None:
+    """The zoo's ExperimentManager reads each translated file and the algorithm takes every key left."""
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_nas.zoo import register
+
+    register()
+    conf = tmp_path / f"{algo}.yml"
+    conf.write_text(export(["--algo", algo, "--env", CHAIN, "-n", str(T_MAX)]))
+    manager = ExperimentManager(
+        argparse.Namespace(), algo, CHAIN, str(tmp_path / "logs"), n_timesteps=T_MAX, eval_freq=-1,
+        env_kwargs={"fidelity": "tiny", "memo": str(tmp_path / "memo.sqlite")}, config=str(conf), seed=0,
+        verbose=0, device="cpu",
+    )  # fmt: skip
+    model, saved = manager.setup_experiment()
+    assert saved["n_timesteps"] == T_MAX and model.env is not None
+    model.env.close()
+
+
+@needs_zoo
+def test_zoo_trains_dqn(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    argv = ["train", "--algo", "dqn", "--env", CHAIN, "-n", str(T_MAX), "-f", str(logs), "--seed", "0"]
+    assert main([*argv, *env_kwargs(tmp_path)]) == 0
+    folder = run_folder(logs, "dqn")
+    assert (folder / "sb3_nas-NasChain-v0.zip").is_file()
+    config = dict(yaml.load((folder / "sb3_nas-NasChain-v0" / "config.yml").read_text(), Loader=yaml.Loader))
+    assert config["buffer_size"] == T_MAX // 2 and config["learning_starts"] == 3  # round(0.15 * 20)
+    args = yaml.load((folder / "sb3_nas-NasChain-v0" / "args.yml").read_text(), Loader=yaml.Loader)
+    assert args["eval_freq"] == -1  # evaluation off unless asked for: each of its steps trains a network
+    assert not (folder / "evaluations.npz").exists()
+
+
+@needs_zoo
+def test_zoo_trains_meta_a2c_in_whole_trials(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    argv = ["train", "--algo", "meta_a2c", "--env", CHAIN, "-n", str(2 * T_MAX), "-f", str(logs)]
+    argv += ["-params", f"env_wrapper:[{{'{TRIAL_WRAPPER}':{{'trial_steps':{T_MAX}}}}}]"]  # two trials
+    argv += ["--eval-freq", str(T_MAX), "--eval-episodes", "1", "--seed", "0"]
+    assert main([*argv, *env_kwargs(tmp_path)]) == 0
+    folder = run_folder(logs, "meta_a2c")
+    assert (folder / "sb3_nas-NasChain-v0.zip").is_file()
+    assert [int(row["l"]) for row in monitor_rows(folder)] == [T_MAX, T_MAX]  # a Monitor episode is a trial
+    import numpy as np
+
+    evaluations = np.load(folder / "evaluations.npz")
+    assert evaluations["ep_lengths"].ravel().tolist() == [T_MAX, T_MAX]  # and so is an evaluation episode
+
+
+@needs_zoo
+def test_plain_zoo_loads_the_exported_dqn_file(tmp_path: Path) -> None:
+    conf = tmp_path / "dqn.yml"
+    conf.write_text(export(["--algo", "dqn", "--env", CHAIN, "-n", str(T_MAX)]))
+    logs = tmp_path / "logs"
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "dqn", "--env", CHAIN, "-conf", str(conf)]
+    command += ["--gym-packages", "sb3_nas", "--eval-freq", "-1", "-f", str(logs), *env_kwargs(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = run_folder(logs, "dqn")
+    assert (folder / "sb3_nas-NasChain-v0.zip").is_file()
+    assert sum(int(row["l"]) for row in monitor_rows(folder)) <= T_MAX
