@@ -195,7 +195,7 @@ def test_folder_of_png_and_jpeg_in_grey_rgb_and_rgba_loads_as_rgb(tmp_path):
     grey = pixels(7, (10, 12, 1))
     save(root / "class_0" / "img_04.png", grey)  # grey PNG among colour ones
     rgba = np.dstack([pixels(8), np.full((10, 12, 1), 90, np.uint8)])
-    Image.fromarray(rgba, "RGBA").save(root / "class_1" / "img_04.png")
+    Image.fromarray(rgba).save(root / "class_1" / "img_04.png")
     save(root / "class_1" / "img_05.jpg", pixels(9))
     save(root / "class_2" / "a.jpeg", pixels(10))
     save(root / "class_2" / "sub" / "b.JPG", pixels(11))  # any depth, any case
