@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import sb3_nas
 from sb3_nas.experiment.hyperparams import ConfigError
 from sb3_nas.zoo import TRIAL_WRAPPER, export, main, zoo_hyperparams
 
@@ -123,3 +124,17 @@ def test_plain_zoo_loads_the_exported_dqn_file(tmp_path: Path) -> None:
     folder = run_folder(logs, "dqn")
     assert (folder / "sb3_nas-NasChain-v0.zip").is_file()
     assert sum(int(row["l"]) for row in monitor_rows(folder)) <= T_MAX
+
+
+@needs_zoo
+@pytest.mark.parametrize(("zoo_algo", "shipped"), [("a2c", "a2c"), ("ppo_lstm", "recurrent_ppo")])
+def test_plain_zoo_loads_a_shipped_file_unchanged(zoo_algo: str, shipped: str, tmp_path: Path) -> None:
+    conf = Path(sb3_nas.__file__).parent / "zoo_configs" / f"{shipped}.yml"
+    logs = tmp_path / "logs"
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", zoo_algo, "--env", CHAIN, "-conf", str(conf)]
+    params = ["n_steps:4", *(["batch_size:4"] if zoo_algo == "ppo_lstm" else [])]  # a rollout inside -n 8
+    command += ["--gym-packages", "sb3_nas", "-n", "8", "--eval-freq", "-1", "-params", *params]
+    command += ["-f", str(logs), *env_kwargs(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run_folder(logs, zoo_algo) / "sb3_nas-NasChain-v0.zip").is_file()

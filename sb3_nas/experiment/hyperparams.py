@@ -22,6 +22,9 @@ from sb3_nas.errors import InputError
 ZOO_CONFIGS = Path(__file__).resolve().parent.parent / "zoo_configs"
 # keys that are not constructor arguments: fractions of the environment's t_max (see zoo_configs/dqn.yml)
 FRACTION_KEYS = {"buffer_size_fraction": "buffer_size", "learning_starts_fraction": "learning_starts"}
+# rl-baselines3-zoo's budget, which it requires in every file; the project's --timesteps is in charge, so
+# it is accepted and dropped (python -m rl_zoo3.train reads it)
+ZOO_KEYS = {"n_timesteps"}
 
 
 class ConfigError(InputError):
@@ -35,7 +38,11 @@ def config_path(algo: str) -> Path:
 
 def accepted_keys(algo_class: type) -> set[str]:
     """The hyper-parameters ``algo_class`` takes: its constructor arguments and the zoo's fraction keys."""
-    return (set(inspect.signature(algo_class.__init__).parameters) - {"self", "env"}) | set(FRACTION_KEYS)
+    return (
+        (set(inspect.signature(algo_class.__init__).parameters) - {"self", "env"})
+        | set(FRACTION_KEYS)
+        | ZOO_KEYS
+    )
 
 
 def check_keys(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
@@ -61,7 +68,7 @@ def check_values(hyperparams: Mapping[str, Any], algo: str, algo_class: type, wh
         if key == "policy":
             _check_policy(value, algo, algo_class, where)
             continue
-        hint = float if key in FRACTION_KEYS else hints.get(key)
+        hint = float if key in FRACTION_KEYS else int if key in ZOO_KEYS else hints.get(key)
         if hint is not None and _conforms(value, hint) is False:
             raise ConfigError(f"{where}: {key}: {value!r} is not {_describe(hint)}{_yaml_hint(value, hint)}")
         bounds = RANGES.get(key)
@@ -75,6 +82,7 @@ def check_values(hyperparams: Mapping[str, Any], algo: str, algo_class: type, wh
 _ANY = math.inf
 RANGES: dict[str, tuple[float, float, str]] = {
     "n_steps": (1, _ANY, "at least 1"), "batch_size": (1, _ANY, "at least 1"),
+    "n_timesteps": (1, _ANY, "at least 1"),
     "n_epochs": (1, _ANY, "at least 1"), "buffer_size": (1, _ANY, "at least 1"),
     "target_update_interval": (1, _ANY, "at least 1"), "train_freq": (1, _ANY, "at least 1"),
     "gradient_steps": (-1, _ANY, "-1 or more"), "learning_starts": (0, _ANY, "0 or more"),
@@ -217,7 +225,7 @@ def load_hyperparams(
         known = ", ".join(getattr(algo_class, "policy_aliases", None) or {}) or "none"
         raise ConfigError(f"{where}: no policy given (known for {algo}: {known})")
     check_keys(hyperparams, algo, algo_class, where)
-    return dict(hyperparams)
+    return {key: value for key, value in hyperparams.items() if key not in ZOO_KEYS}
 
 
 def resolve_fractions(hyperparams: Mapping[str, Any], t_max: int) -> dict[str, Any]:

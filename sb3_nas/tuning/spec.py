@@ -23,6 +23,7 @@ from sb3_nas.envs import CHAIN_ENV_ID
 from sb3_nas.errors import InputError
 from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY
 from sb3_nas.experiment import ALGOS, REDUCED_TIMESTEPS, accepted_keys, load_hyperparams
+from sb3_nas.experiment.hyperparams import ZOO_KEYS
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"  # shipped in the package; sweeps/ links to it
 DEFAULT_SWEEP = SWEEPS / "meta_a2c.yml"
@@ -272,7 +273,7 @@ def load_sweep(path: str | Path) -> Sweep:
     space = top.get("search_space")
     if not isinstance(space, dict) or not space:
         raise reader.fail("search_space must map at least one hyper-parameter to its range")
-    unknown = sorted(set(map(str, space)) - accepted_keys(ALGOS[algo]))
+    unknown = sorted(set(map(str, space)) - (accepted_keys(ALGOS[algo]) - ZOO_KEYS))
     if unknown:
         raise reader.fail(f"unknown parameter(s) for {algo}: {', '.join(unknown)}")
     params = tuple(reader.param(str(name), value) for name, value in space.items())
