@@ -49,16 +49,19 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def timesteps_value(text: str) -> str | list[int]:
-    """An argparse type: ``paper``, one count for every environment, or comma-separated counts."""
-    if text.strip() == PAPER:
-        return PAPER
+def int_list(text: str, alternative: str = "") -> list[int]:
+    """An argparse type: comma-separated integers (``0,1,2``); ``alternative`` names another value taken."""
     try:
         return [int(part) for part in split_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers or 'paper', got {text!r}"
+            f"expected comma-separated integers{alternative}, got {text!r}"
         ) from None
+
+
+def timesteps_value(text: str) -> str | list[int]:
+    """An argparse type: ``paper``, one count for every environment, or comma-separated counts."""
+    return PAPER if text.strip() == PAPER else int_list(text, alternative=f" or {PAPER!r}")
 
 
 def positive_int(text: str) -> int:

@@ -24,7 +24,7 @@ from sb3_nas.analysis.comparison import (
     write_comparison,
 )
 from sb3_nas.analysis.few_seeds import DEFAULT_REPS
-from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command, split_list
+from sb3_nas.cli import ArgumentParser, add_shared, int_list, positive_int, run_command, split_list
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.experiment import REDUCED_TIMESTEPS
 from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_comparison
@@ -32,14 +32,6 @@ from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_compari
 DEFAULT_ALGOS = ("meta_a2c", "dqn", "random")
 DEFAULT_SEEDS = (0, 1, 2)
 COMPARISONS_DIR = Path("results") / "comparisons"
-
-
-def seeds_value(text: str) -> list[int]:
-    """An argparse type: comma-separated seeds (``0,1,2``)."""
-    try:
-        return [int(part) for part in split_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def build_parser() -> ArgumentParser:
@@ -57,7 +49,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--seeds",
-        type=seeds_value,
+        type=int_list,
         default=list(DEFAULT_SEEDS),
         metavar="S1,S2,…",
         help=f"seeds, comma-separated (default {','.join(map(str, DEFAULT_SEEDS))})",

@@ -81,37 +81,25 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 def execute(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be 0 or more, got {args.checkpoint_every}")
-    if args.resume is not None:
-        config = resumed_config(args, build_parser())
-        out = Path(args.resume)
-        title = f"{config.algo} on {', '.join(config.envs)} ({config.fidelity.name} fidelity), resumed:"
-        try:
-            run(
-                config,
-                out,
-                progress=not args.no_progress,
-                checkpoint_every=args.checkpoint_every,
-                resume=True,
-                tensorboard_log=args.tensorboard_log,
-            )
-        except KeyboardInterrupt:
-            print(f"interrupted; resume again with --resume {out}", file=sys.stderr)
-            return 130
-        print_results(title, out)
-        return 0
-    config = RunConfig.create(
-        algo=args.algo, envs=args.envs, timesteps=args.timesteps, fidelity=args.fidelity, memo=args.memo,
-        seed=args.seed, multi_branch=args.multi_branch, sigma=args.sigma, device=args.device,
-        n_envs=args.n_envs, conf_file=args.conf_file, hyperparams=dict(args.hyperparams),
-    )  # fmt: skip
-    out = Path(args.out) if args.out else default_out(config.algo)
+    resume = args.resume is not None
+    if resume:
+        config, out = resumed_config(args, build_parser()), Path(args.resume)
+    else:
+        config = RunConfig.create(
+            algo=args.algo, envs=args.envs, timesteps=args.timesteps, fidelity=args.fidelity, memo=args.memo,
+            seed=args.seed, multi_branch=args.multi_branch, sigma=args.sigma, device=args.device,
+            n_envs=args.n_envs, conf_file=args.conf_file, hyperparams=dict(args.hyperparams),
+        )  # fmt: skip
+        out = Path(args.out) if args.out else default_out(config.algo)
     try:
-        run(config, out, progress=not args.no_progress, overwrite=args.overwrite,
+        run(config, out, progress=not args.no_progress, overwrite=args.overwrite, resume=resume,
             checkpoint_every=args.checkpoint_every, tensorboard_log=args.tensorboard_log)  # fmt: skip
     except KeyboardInterrupt:
-        print(f"interrupted; what was recorded is in {out}; continue with --resume {out}", file=sys.stderr)
+        kept = "" if resume else f"what was recorded is in {out}; "
+        print(f"interrupted; {kept}continue with --resume {out}", file=sys.stderr)
         return 130
-    print_results(f"{config.algo} on {', '.join(config.envs)} ({config.fidelity.name} fidelity):", out)
+    title = f"{config.algo} on {', '.join(config.envs)} ({config.fidelity.name} fidelity)"
+    print_results(f"{title}, resumed:" if resume else f"{title}:", out)
     return 0
 
 

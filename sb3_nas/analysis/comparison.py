@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.colors import hex_to_rgb, qualitative
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
@@ -47,9 +45,11 @@ from sb3_nas.analysis.few_seeds import (
     iqm_band,
     iqm_interval,
 )
+from sb3_nas.analysis.figures import band_trace, run_color
 from sb3_nas.analysis.run import load_run
 from sb3_nas.estimation import masked_url
 from sb3_nas.experiment.comparison import ACTIONS, TIMING_FILE, PlannedRun
+from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.space import InvalidNSC, canonical_network, validate_nsc
 
 MARKDOWN_FILE, HTML_FILE = "comparison.md", "comparison.html"
@@ -471,12 +471,6 @@ p.note, ul.notes { color: #555; font-size: 0.9em; }
 """
 
 
-def _color(index: int, alpha: float = 1.0) -> str:
-    palette = qualitative.Plotly
-    red, green, blue = hex_to_rgb(palette[index % len(palette)])
-    return f"rgba({red},{green},{blue},{alpha})"
-
-
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     head = "".join(f"<th>{escape(str(cell))}</th>" for cell in header)
     body = "".join(
@@ -510,7 +504,7 @@ def scores_figure(comparison: Comparison) -> go.Figure:
                     name=algo,
                     legendgroup=algo,
                     showlegend=column == 1,
-                    marker_color=_color(index),
+                    marker_color=run_color(index),
                     text=text,
                     hovertemplate="%{x}: %{text}<extra>" + algo + "</extra>",
                     textposition="none",
@@ -550,21 +544,8 @@ def curves_figure(comparison: Comparison) -> go.Figure:
             if curve["low"].notna().all():
                 x_high, y_high = _staircase(steps, curve["high"].to_numpy())
                 x_low, y_low = _staircase(steps, curve["low"].to_numpy())
-                figure.add_trace(
-                    go.Scatter(
-                        x=np.concatenate([x_high, x_low[::-1]]),
-                        y=np.concatenate([y_high, y_low[::-1]]),
-                        fill="toself",
-                        fillcolor=_color(index, 0.2),
-                        line={"width": 0},
-                        hoverinfo="skip",
-                        showlegend=False,
-                        legendgroup=algo,
-                        name=f"{algo} 95% CI",
-                    ),
-                    row=row,
-                    col=col,
-                )
+                band = band_trace(x_high, y_high, x_low, y_low, index, algo, f"{algo} 95% CI")
+                figure.add_trace(band, row=row, col=col)
             figure.add_trace(
                 go.Scatter(
                     x=steps,
@@ -574,7 +555,7 @@ def curves_figure(comparison: Comparison) -> go.Figure:
                     name=algo,
                     legendgroup=algo,
                     showlegend=position == 0,
-                    line={"color": _color(index)},
+                    line={"color": run_color(index)},
                     hovertemplate="step %{x}: IQM %{y:.4f}<extra>" + algo + "</extra>",
                 ),
                 row=row,
@@ -642,11 +623,8 @@ def write_comparison(comparison: Comparison, out: str | Path) -> tuple[Path, Pat
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in ((MARKDOWN_FILE, render_markdown(comparison)), (HTML_FILE, render_html(comparison))):
-        path = out / name
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-        written.append(path)
+        write = lambda partial, text=text: partial.write_text(text, encoding="utf-8")  # noqa: E731
+        written.append(replace_atomically(out / name, write))
     return written[0], written[1]
 
 

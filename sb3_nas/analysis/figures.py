@@ -46,15 +46,20 @@ def _env_grid(envs: list[str], **layout) -> tuple[go.Figure, dict[str, tuple[int
     return figure, cells
 
 
-def _band(
-    figure: go.Figure, stats: Blocks, index: int, label: str, cell: tuple[int, int], text: list[str]
-) -> None:
-    """The block means as a line with a shaded ± 1 std band, both in the run's colour and legend group."""
-    x, mean, std = stats.start, stats.mean, stats.std
-    row, col = cell
-    band = go.Scatter(
-        x=np.concatenate([x, x[::-1]]),
-        y=np.concatenate([mean + std, (mean - std)[::-1]]),
+def band_trace(
+    x_high: np.ndarray,
+    high: np.ndarray,
+    x_low: np.ndarray,
+    low: np.ndarray,
+    index: int,
+    label: str,
+    name: str,
+) -> go.Scatter:
+    """A shaded band between an upper and a lower curve, in the ``index``-th run's colour and ``label``'s
+    legend group, drawn without outline or markers."""
+    return go.Scatter(
+        x=np.concatenate([x_high, x_low[::-1]]),
+        y=np.concatenate([high, low[::-1]]),
         fill="toself",
         mode="lines",  # the band's outline only: no markers at its corners
         fillcolor=run_color(index, 0.2),
@@ -62,8 +67,17 @@ def _band(
         hoverinfo="skip",
         showlegend=False,
         legendgroup=label,
-        name=f"{label} ± 1 std",
+        name=name,
     )
+
+
+def _band(
+    figure: go.Figure, stats: Blocks, index: int, label: str, cell: tuple[int, int], text: list[str]
+) -> None:
+    """The block means as a line with a shaded ± 1 std band, both in the run's colour and legend group."""
+    x, mean, std = stats.start, stats.mean, stats.std
+    row, col = cell
+    band = band_trace(x, mean + std, x, mean - std, index, label, f"{label} ± 1 std")
     figure.add_trace(band, row=row, col=col)
     line = go.Scatter(
         x=x,

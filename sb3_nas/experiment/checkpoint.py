@@ -12,7 +12,6 @@ atomically and read back with ``torch.load(weights_only=True)``: it holds tensor
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_nas.algos import RandomSearch
 from sb3_nas.errors import InputError
+from sb3_nas.experiment.files import replace_atomically
 
 CHECKPOINT_FILE = "checkpoint.pt"
 DEFAULT_CHECKPOINT_EVERY = 100  # steps; a checkpoint costs milliseconds, a step up to seconds
@@ -150,9 +150,7 @@ def save_checkpoint(out: Path, position: Position, learner: Any | None, progress
         "rng": global_rng_state(),
         "learner": None if learner is None else learner_state(learner),
     }
-    partial = out / f"{CHECKPOINT_FILE}.partial"
-    torch.save(payload, partial)
-    os.replace(partial, out / CHECKPOINT_FILE)
+    replace_atomically(out / CHECKPOINT_FILE, lambda partial: torch.save(payload, partial))
 
 
 def load_checkpoint(out: Path) -> dict[str, Any] | None:
@@ -183,19 +181,19 @@ class RunCheckpointer(BaseCallback):
 
     :param out: the run folder
     :param env_index: the index of the environment being learned on
-    :param steps: a function returning the steps done on it so far (the recorder's count)
+    :param recorder: the environment's recorder, whose steps are the steps done on it so far
     :param every: steps between checkpoints (at least)
     :param progress_file: SB3's CSV log, whose rows so far the checkpoint remembers
     """
 
-    def __init__(self, out: Path, env_index: int, steps: Any, every: int, progress_file: Path) -> None:
+    def __init__(self, out: Path, env_index: int, recorder: Any, every: int, progress_file: Path) -> None:
         super().__init__()
-        self.out, self.env_index, self.steps, self.every = out, env_index, steps, every
+        self.out, self.env_index, self.recorder, self.every = out, env_index, recorder, every
         self.progress_file = progress_file
-        self.last = steps()
+        self.last = len(recorder.steps)
 
     def _on_rollout_start(self) -> None:
-        done = self.steps()
+        done = len(self.recorder.steps)
         if done - self.last >= self.every:
             save_checkpoint(
                 self.out, Position(self.env_index, done), self.model, data_rows(self.progress_file)

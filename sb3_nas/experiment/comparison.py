@@ -20,6 +20,7 @@ import pandas as pd
 from sb3_nas.errors import UsageError
 from sb3_nas.estimation import configure_threads
 from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
+from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.experiment.records import STEPS_FILE
 from sb3_nas.experiment.registry import check_algo
 from sb3_nas.experiment.runner import RUN_FILES, check_tensorboard
@@ -190,9 +191,7 @@ def _write_timing(folder: Path, seconds: float, started: float, action: str, fin
         "wall_seconds": round(sum(float(s.get("seconds", 0.0)) for s in sessions), 3),
         "sessions": sessions,
     }
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(table, indent=1))
-    os.replace(partial, path)
+    replace_atomically(path, lambda partial: partial.write_text(json.dumps(table, indent=1)))
 
 
 def execute_run(planned: PlannedRun, progress: bool = True) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -18,6 +17,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 from tqdm.auto import tqdm
+
+from sb3_nas.experiment.files import replace_atomically
 
 STEP_COLUMNS = [
     "env", "step", "trial", "episode", "episode_step", "action", "reward", "accuracy", "valid", "memo_hit",
@@ -74,9 +75,7 @@ class RecordWriter:
             episodes = episodes.sort_values(
                 ["env", "episode"], key=lambda c: c.map(order) if c.name == "env" else c
             )
-            partial = path.with_suffix(".csv.partial")
-            episodes.to_csv(partial, index=False)
-            os.replace(partial, path)
+            replace_atomically(path, lambda partial: episodes.to_csv(partial, index=False))
 
 
 class RunRecorder(BaseCallback):

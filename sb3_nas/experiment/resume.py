@@ -7,7 +7,6 @@ is rebuilt by replaying the recorded actions through a fresh environment; its re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_nas.errors import UsageError
 from sb3_nas.experiment.checkpoint import CHECKPOINT_FILE, CheckpointError, Position, load_checkpoint
 from sb3_nas.experiment.config import RunConfig
+from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.experiment.records import EPISODE_COLUMNS, EPISODES_FILE, STEP_COLUMNS, STEPS_FILE, RunRecorder
 
 PROGRESS_FILE = "progress.csv"
@@ -33,9 +33,7 @@ def _read(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def _replace_csv(frame: pd.DataFrame, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    frame.to_csv(partial, index=False)
-    os.replace(partial, path)
+    replace_atomically(path, lambda partial: frame.to_csv(partial, index=False))
 
 
 def check_resumable(config: RunConfig, out: Path) -> None:

@@ -202,8 +202,7 @@ def _run_learning(
                 save_checkpoint(result.out, Position(index, 0), model if config.meta_rl else None,
                                 data_rows(result.out / PROGRESS_FILE))  # fmt: skip
             if checkpoint_every:
-                steps = lambda recorder=recorder: len(recorder.steps)  # noqa: E731
-                callbacks.append(RunCheckpointer(result.out, index, steps, checkpoint_every,
+                callbacks.append(RunCheckpointer(result.out, index, recorder, checkpoint_every,
                                                  result.out / PROGRESS_FILE))  # fmt: skip
             if ALGOS[config.algo] is RandomSearch:
                 learner = RandomSearch(venv, seed=config.seed)
@@ -213,17 +212,13 @@ def _run_learning(
             mid_way = False
             if index == resumed.start.env_index and resumed.checkpoint is not None:
                 mid_way = _restore(config, learner, venv, recorder, resumed, learner_state)
-            continuing = mid_way or (
-                config.meta_rl and learner.num_timesteps > 0
-            )  # a meta-RL learner's next trial
+            # §4.2.4: a new environment is a new trial; a meta-RL learner keeps its weights and optimizer
+            continuing = mid_way or (config.meta_rl and learner.num_timesteps > 0)
             updates_before = getattr(learner, "_n_updates", 0)
             remaining = t_max - len(recorder.steps)
-            # §4.2.4: a new environment is a new trial; a meta-RL learner keeps its weights and optimizer
-            if isinstance(learner, RandomSearch):
-                learner.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=not continuing)
-            else:
-                learner.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=not continuing,
-                              log_interval=1)  # fmt: skip
+            logging = {} if isinstance(learner, RandomSearch) else {"log_interval": 1}  # a row per rollout
+            callback = CallbackList(callbacks)
+            learner.learn(remaining, callback=callback, reset_num_timesteps=not continuing, **logging)
             result.n_updates[dataset] = getattr(learner, "_n_updates", 0) - updates_before
             logger.dump(learner.num_timesteps)  # what the last rollout recorded (SB3 dumps before each one)
             venv.close()
@@ -254,7 +249,6 @@ def _restore(
         learner._last_obs = observation
         if not hasattr(learner, "_last_lstm_states") and not isinstance(learner, RandomSearch):
             learner._last_episode_starts = starts
-    if mid_way:
         for key, value in resumed.checkpoint.get("log_pending", {}).items():
             learner.logger.record(key, value)
     if mid_way or config.meta_rl:
