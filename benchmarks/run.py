@@ -4,20 +4,29 @@
     python benchmarks/run.py                                  # + networks per hour with 1, 2, 4 trainers
     python benchmarks/run.py --device cuda --fidelity paper   # on a GPU machine
     python benchmarks/run.py --quick --profile                # + the operator profile of one training
+    python benchmarks/run.py --fidelity paper --huge-pages    # paper-fidelity CPU training, THP off and on
 
 Prints (a) seconds per network and accuracy, sb3_nas's trainer against a plain PyTorch loop
 (benchmarks/plain_loop.py), for chain networks of 1, 4 and 9 layers; (b) achieved FLOP/s against the peak of a
 large matmul measured here; (c) environment steps per second from the memo; (d) the memo hit rate of a default
 meta_a2c run; (e) the projected time of Experiment 1 at the paper's fidelity and data sizes; (f) networks per
-hour with 1, 2 and 4 trainers at once. The last line is ``cpu_speedup=<ratio> memo_steps_per_s=<rate> ...``
+hour with 1, 2 and 4 trainers at once; (g) with ``--huge-pages``, the 1- and 4-layer chains trained side by
+side with PyTorch's transparent huge pages off (the trainer before issue 13) and on (as ``import sb3_nas``
+sets).
+The last line is ``cpu_speedup=<ratio> memo_steps_per_s=<rate> ...``
 (``gpu_speedup`` on a GPU).
 """
 
 from __future__ import annotations
 
+import sb3_nas  # noqa: F401  (first: it turns PyTorch's huge pages on before torch allocates anything)
+
+# isort: split
+
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -37,6 +46,7 @@ from estimation_speed import CHAINS  # noqa: E402
 from memo_steps import play  # noqa: E402
 from plain_loop import plain_train_and_score, to_float_datasets  # noqa: E402
 
+from sb3_nas import HUGE_PAGES_VARIABLE  # noqa: E402
 from sb3_nas.cli import split_list  # noqa: E402
 from sb3_nas.data import load_dataset  # noqa: E402
 from sb3_nas.envs import NasEnv  # noqa: E402
@@ -252,6 +262,65 @@ def networks_per_hour(workers: int, task: str, fidelity_name: str, device: str) 
         return len(networks) / (time.perf_counter() - start) * 3600
 
 
+def _timed_worker_init(task: str, fidelity_name: str, device: str) -> None:
+    configure_threads()  # one worker at a time: every physical core
+    fidelity = get_fidelity(fidelity_name)
+    data = prepare_data(load_dataset(task), fidelity, device)
+    warm = plan_network(CHAINS[4], data.input_shape, data.n_classes)
+    evaluate_plan(warm, data, fidelity.replace(epochs=1))  # warm-up: allocator, kernels, threads
+
+
+def _timed_evaluate(depth: int, task: str, fidelity_name: str, device: str) -> tuple[float, float, str]:
+    fidelity = get_fidelity(fidelity_name)
+    data = prepare_data(load_dataset(task), fidelity, device)
+    plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
+    seconds, accuracy = time_ours(plan, data, fidelity, resolve_device(device))
+    return seconds, accuracy, os.environ.get(HUGE_PAGES_VARIABLE, "")
+
+
+def _huge_pages_pool(enabled: bool, task: str, fidelity_name: str, device: str) -> ProcessPoolExecutor:
+    """A one-worker pool whose interpreter starts with huge pages on or off (PyTorch reads the variable once,
+    at its first allocation, so the setting needs a process of its own)."""
+    saved = os.environ.get(HUGE_PAGES_VARIABLE)
+    os.environ[HUGE_PAGES_VARIABLE] = "1" if enabled else "0"  # inherited by the spawned worker
+    try:
+        pool = ProcessPoolExecutor(1, get_context("spawn"), _timed_worker_init, (task, fidelity_name, device))
+        pool.submit(int).result()  # start it now, under this setting
+    finally:
+        os.environ[HUGE_PAGES_VARIABLE] = saved if saved is not None else "1"
+    return pool
+
+
+def huge_pages_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.DataFrame:
+    """(g) seconds per network with transparent huge pages off and on, the two interleaved (off, on, off, on…)
+    in two worker processes, so both see the same machine; the same seed gives the same accuracy."""
+    data = prepare_data(load_dataset(task), fidelity, device)
+    args = (task, fidelity.name, str(device))
+    pools = {"off": _huge_pages_pool(False, *args), "on": _huge_pages_pool(True, *args)}
+    times: dict[tuple[int, str], list[tuple[float, float]]] = {}
+    try:
+        for _ in range(repeats):
+            for depth in (1, 4):
+                for name, pool in pools.items():
+                    seconds, accuracy, setting = pool.submit(_timed_evaluate, depth, *args).result()
+                    assert setting == ("1" if name == "on" else "0"), f"worker {name} ran with {setting!r}"
+                    times.setdefault((depth, name), []).append((seconds, accuracy))
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    rows = []
+    for depth in (1, 4):
+        plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
+        off, on = (statistics.median(s for s, _ in times[depth, name]) for name in ("off", "on"))
+        rows.append({
+            "layers": depth, "thp_off_s": off, "thp_on_s": on, "speedup": off / on,
+            "off_acc": times[depth, "off"][0][1], "on_acc": times[depth, "on"][0][1],
+            "off_flops_frac": training_flops(plan, data, fidelity) / off / peak,
+            "on_flops_frac": training_flops(plan, data, fidelity) / on / peak,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def profile(task: str, fidelity, device) -> None:
     """The operator profile of one 1-layer training (the most expensive network)."""
     from torch.profiler import ProfilerActivity
@@ -280,7 +349,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", default=None, help="concurrency levels, e.g. 1,2,4 (quick: none)")
     parser.add_argument("--profile", action="store_true", help="print the profile of one training")
     parser.add_argument("--variants", action="store_true", help="time each speed setting on its own")
+    parser.add_argument(
+        "--huge-pages", action="store_true", help="(g) 1- and 4-layer chains with huge pages off and on"
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="LETTERS",
+        help="only these sections, e.g. g or acd ((b) always)",
+    )
     args = parser.parse_args(argv)
+    sections = set(args.only or "acdefg")
     device = resolve_device(args.device)
     fidelity = get_fidelity(args.fidelity or ("paper" if device.type == "cuda" else "cpu"))
     repeats = args.repeats or (2 if args.quick else 3)
@@ -294,43 +373,54 @@ def main(argv: list[str] | None = None) -> None:
     peak = peaks[compute]
     shown = ", ".join(f"{p / 1e9:,.0f} GFLOP/s {str(d)[6:]}" for d, p in peaks.items())
     print(f"(b) peak of a large matmul: {shown}; flops_frac: of the {str(compute)[6:]} peak (the trainer's)")
-    table = speed_table(args.task, fidelity, device, repeats, peak)
-    print(f"(a) {args.task}, median of {repeats}, ours vs the plain DataLoader loop:")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    speedup = table["plain_s"].sum() / table["ours_s"].sum()
-    accuracy_gap = (table["ours_acc"] - table["plain_acc"]).abs().max()
-    print(f"    speedup over the three networks {speedup:.2f}×, largest accuracy gap {accuracy_gap:.3f}")
+    kind = "gpu" if device.type == "cuda" else "cpu"
+    pairs: dict[str, str] = {}
+    table = None
+    if "a" in sections:
+        table = speed_table(args.task, fidelity, device, repeats, peak)
+        print(f"(a) {args.task}, median of {repeats}, ours vs the plain DataLoader loop:")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        speedup = table["plain_s"].sum() / table["ours_s"].sum()
+        accuracy_gap = (table["ours_acc"] - table["plain_acc"]).abs().max()
+        print(f"    speedup over the three networks {speedup:.2f}×, largest accuracy gap {accuracy_gap:.3f}")
+        pairs[f"{kind}_speedup"] = f"{speedup:.2f}"
 
     if args.variants:
         print("    each speed setting alone (seconds, accuracy):")
         variants = variant_table(args.task, fidelity, device, repeats)
         print(variants.to_string(index=False, float_format="{:.3f}".format))
 
-    rate = memo_rate(args.memo_steps or (1000 if args.quick else 2000))
-    print(f"(c) memo-served steps: {rate:,.0f} steps/s")
+    if "c" in sections:
+        rate = memo_rate(args.memo_steps or (1000 if args.quick else 2000))
+        print(f"(c) memo-served steps: {rate:,.0f} steps/s")
+        pairs["memo_steps_per_s"] = f"{rate:.0f}"
     run = find_run(args.run)
-    rate_and_steps = hit_rate(run)
-    kind = "gpu" if device.type == "cuda" else "cpu"
-    pairs = {f"{kind}_speedup": f"{speedup:.2f}", "memo_steps_per_s": f"{rate:.0f}"}
-    if rate_and_steps is None:
+    rate_and_steps = hit_rate(run) if "d" in sections else None
+    if "d" in sections and rate_and_steps is None:
         print("(d) no meta_a2c run found (run `python -m sb3_nas.train` first, or pass --run)")
-    else:
+    elif rate_and_steps is not None:
         recorded, hits, n_steps = rate_and_steps
         print(f"(d) memo hit rate of {run} over {n_steps} steps: {hits:.3f} from an empty memo "
               f"({recorded:.3f} as recorded, on a memo shared with earlier runs)")  # fmt: skip
         pairs["memo_hit_rate"] = f"{hits:.3f}"
-        if fidelity.name == "paper":
+        if fidelity.name == "paper" and table is not None:
             data = prepare_data(load_dataset(args.task), fidelity, device)
             hours, lines = projection(float(table["ours_s"].mean()), data, 1 - hits)
             print(f"(e) Experiment 1 at paper fidelity on this device: {hours:.1f} h")
             print("\n".join(lines))
             pairs["exp1_hours"] = f"{hours:.1f}"
         else:
-            print("(e) the Experiment 1 projection needs --fidelity paper")
-    for n in workers:
+            print("(e) the Experiment 1 projection needs --fidelity paper and section (a)")
+    for n in workers if "f" in sections else []:
         per_hour = networks_per_hour(n, args.task, fidelity.name, str(device))
         print(f"(f) {n} trainer(s) at once: {per_hour:,.0f} networks/hour")
         pairs[f"networks_per_hour_{n}"] = f"{per_hour:.0f}"
+    if args.huge_pages and "g" in sections:
+        table = huge_pages_table(args.task, fidelity, device, repeats, peak)
+        print(f"(g) {args.task}, median of {repeats}, PyTorch's transparent huge pages off (before) and on:")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        pairs["huge_pages_speedup_1"] = f"{table['speedup'].iloc[0]:.2f}"
+        pairs["huge_pages_speedup_4"] = f"{table['speedup'].iloc[1]:.2f}"
     if args.profile:
         profile(args.task, fidelity, device)
     print(" ".join(f"{name}={value}" for name, value in pairs.items()))

@@ -6,9 +6,18 @@ Importing the package registers the Gymnasium environments ``sb3_nas/NasChain-v0
     from sb3_nas import MetaA2C, MetaRLWrapper, NasEnv, RandomSearch
 """
 
-from sb3_nas import envs  # noqa: F401  (registers the environments)
-from sb3_nas.algos import MetaA2C, MetaRLWrapper, RandomSearch
-from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID, NasEnv
+import os
+
+# PyTorch reads this once, at its first allocation, so it is set before anything imports torch: CPU buffers
+# of 2 MB and more get transparent huge pages. A paper-fidelity training re-allocates its gradients and bf16
+# weight copies (hundreds of MB) at every step, and without huge pages it spends much of its time in page
+# faults (benchmarks/run.py, section (g)). THP_MEM_ALLOC_ENABLE=0 in the environment turns it off.
+HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
+os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+
+from sb3_nas import envs  # noqa: E402, F401  (registers the environments)
+from sb3_nas.algos import MetaA2C  # noqa: E402, MetaRLWrapper, RandomSearch
+from sb3_nas.envs import CHAIN_ENV_ID  # noqa: E402, MULTI_BRANCH_ENV_ID, NasEnv
 
 __version__ = "0.1.0"
 __all__ = [

@@ -1,6 +1,7 @@
 """The fast trainer (issue 6): device choice, fidelity overrides, speed settings that keep the reward, and the
 benchmark command's contract."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +174,43 @@ def test_memo_hit_rate_counts_networks_met_before_in_the_run(tmp_path):
     recorded, from_empty, n = bench.hit_rate(tmp_path)
     assert (recorded, from_empty, n) == (0.5, 0.25, 4)
     assert bench.hit_rate(tmp_path / "absent") is None
+
+
+def _huge_pages_after_import(environment: dict[str, str]) -> tuple[str, int]:
+    """In a fresh interpreter: import sb3_nas, allocate and touch 64 MB through torch, and report the
+    variable PyTorch read and the kB of anonymous huge pages the process holds."""
+    code = (  # sb3_nas first, as in every command: the variable must be set before torch allocates anything
+        "import os, re\n"
+        "import sb3_nas\n"
+        "import torch\n"
+        "x = torch.ones(16 * 2**20)\n"
+        "text = open('/proc/self/smaps_rollup').read()\n"
+        "kb = int(re.search(r'AnonHugePages:\\s+(\\d+)', text).group(1))\n"
+        "print(os.environ['THP_MEM_ALLOC_ENABLE'], kb)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"} | environment
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    value, kb = out.stdout.split()
+    return value, int(kb)
+
+
+def _transparent_huge_pages_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "unavailable"
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "unavailable"
+
+
+def test_importing_sb3_nas_gives_torch_cpu_buffers_huge_pages_unless_turned_off():
+    """The page faults of re-allocated multi-hundred-MB gradients halve paper-fidelity training on CPU without
+    huge pages (benchmarks/run.py (g)); the package turns PyTorch's THP allocation on, a user's 0 wins."""
+    mode = _transparent_huge_pages_mode()
+    if mode not in ("madvise", "always"):
+        pytest.skip(f"transparent huge pages are {mode} on this kernel")
+    value, huge_kb = _huge_pages_after_import({})
+    assert value == "1" and huge_kb >= 32 * 1024
+    value, huge_kb = _huge_pages_after_import({"THP_MEM_ALLOC_ENABLE": "0"})
+    assert value == "0"
+    if mode == "madvise":  # without PyTorch's madvise, this kernel gives no huge pages
+        assert huge_kb == 0
