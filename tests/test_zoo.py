@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -138,3 +139,62 @@ def test_plain_zoo_loads_a_shipped_file_unchanged(zoo_algo: str, shipped: str, t
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run_folder(logs, zoo_algo) / "sb3_nas-NasChain-v0.zip").is_file()
+
+
+@needs_zoo
+@pytest.mark.parametrize("env_id", [CHAIN, "sb3_nas/NasMultiBranch-v0"])
+def test_plain_zoo_loads_the_shipped_dqn_file_unchanged(env_id: str, tmp_path: Path) -> None:
+    """rl_zoo3 builds the file's BudgetFractions callback, which sizes the buffer and warm-up from -n; both
+    environments."""
+    from stable_baselines3 import DQN
+
+    conf = Path(sb3_nas.__file__).parent / "zoo_configs" / "dqn.yml"
+    logs = tmp_path / "logs"
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "dqn", "--env", env_id, "-conf", str(conf)]
+    command += ["--gym-packages", "sb3_nas", "-n", str(T_MAX), "--eval-freq", "-1", "-f", str(logs)]
+    done = subprocess.run([*command, *env_kwargs(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    name = env_id.replace("/", "-")
+    model = DQN.load(logs / "dqn" / f"{name}_1" / f"{name}.zip", device="cpu")
+    assert (model.buffer_size, model.learning_starts) == (T_MAX // 2, 3)  # 0.5 and 0.15 of 20 steps
+
+
+def test_budget_fractions_size_the_buffer_and_warm_up_at_the_start_of_training() -> None:
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+
+    from sb3_nas.experiment.budget import BudgetFractions
+
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=1000, device="cpu")
+    model.learn(40, callback=BudgetFractions(buffer_size_fraction=0.5, learning_starts_fraction=0.15))
+    assert (model.buffer_size, model.replay_buffer.buffer_size, model.learning_starts) == (20, 20, 6)
+    assert model.replay_buffer.size() == 20  # filled, wrapped around: the rebuilt buffer is the one used
+    # a buffer that already holds transitions (a resumed model) is kept
+    model.learn(40, callback=BudgetFractions(buffer_size_fraction=0.25), reset_num_timesteps=False)
+    assert model.replay_buffer.buffer_size == 20
+
+
+def test_the_budget_callback_entry_reads_as_fraction_keys(tmp_path: Path) -> None:
+    from stable_baselines3 import DQN
+
+    from sb3_nas.experiment.hyperparams import BUDGET_CALLBACK, load_hyperparams
+
+    def load(entry: dict) -> dict:
+        conf = tmp_path / "dqn.yml"
+        conf.write_text(yaml.safe_dump({CHAIN: {"policy": "MlpPolicy", **entry}}))
+        return load_hyperparams("dqn", CHAIN, DQN, conf)
+
+    callback = {BUDGET_CALLBACK: {"buffer_size_fraction": 0.5}}
+    assert load({"callback": [callback]})["buffer_size_fraction"] == 0.5
+    assert load({"callback": callback, "learning_starts_fraction": 0.1})["learning_starts_fraction"] == 0.1
+    assert "callback" not in load({"callback": BUDGET_CALLBACK})
+    with pytest.raises(ConfigError, match="callback 'rl_zoo3.callbacks.RawStatisticsCallback' is for"):
+        load({"callback": ["rl_zoo3.callbacks.RawStatisticsCallback"]})
+    with pytest.raises(ConfigError, match="takes buffer_size_fraction and learning_starts_fraction"):
+        load({"callback": [{BUDGET_CALLBACK: {"buffer_size": 10}}]})
+    with pytest.raises(ConfigError, match="buffer_size_fraction given twice"):
+        load({"callback": [callback], "buffer_size_fraction": 0.25})
+    from sb3_nas.experiment.budget import BudgetFractions
+
+    module, name = BUDGET_CALLBACK.rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) is BudgetFractions

@@ -25,6 +25,9 @@ FRACTION_KEYS = {"buffer_size_fraction": "buffer_size", "learning_starts_fractio
 # rl-baselines3-zoo's budget, which it requires in every file; the project's --timesteps is in charge, so
 # it is accepted and dropped (python -m rl_zoo3.train reads it)
 ZOO_KEYS = {"n_timesteps"}
+# the callback through which plain rl-baselines3-zoo applies FRACTION_KEYS (experiment/budget.py): a file's
+# ``callback`` entry naming it, with fraction keys as arguments, reads as those keys
+BUDGET_CALLBACK = "sb3_nas.experiment.budget.BudgetFractions"
 
 
 class ConfigError(InputError):
@@ -220,12 +223,44 @@ def load_hyperparams(
     if not isinstance(hyperparams, dict):
         raise ConfigError(f"config file {path}: the entry for {env_id} must be a mapping")
     where = f"config file {path} on {env_id}"
+    hyperparams = unpack_budget_callback(hyperparams, where)
     policy = inspect.signature(algo_class.__init__).parameters.get("policy")
     if policy is not None and policy.default is inspect.Parameter.empty and "policy" not in hyperparams:
         known = ", ".join(getattr(algo_class, "policy_aliases", None) or {}) or "none"
         raise ConfigError(f"{where}: no policy given (known for {algo}: {known})")
     check_keys(hyperparams, algo, algo_class, where)
     return {key: value for key, value in hyperparams.items() if key not in ZOO_KEYS}
+
+
+def unpack_budget_callback(hyperparams: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """rl-baselines3-zoo's ``callback`` entry naming :data:`BUDGET_CALLBACK` turned into its fraction keys.
+
+    The entry may be the name alone, a one-key mapping of the name to its arguments, or a list of those
+    (rl_zoo3's forms). Any other callback is refused: sb3_nas runs its own callbacks, and silently dropping
+    one a user asked for would mislead.
+    """
+    unpacked = {key: value for key, value in hyperparams.items() if key != "callback"}
+    entries = hyperparams.get("callback")
+    if entries is None:
+        return unpacked
+    for entry in entries if isinstance(entries, list) else [entries]:
+        name, arguments = entry, {}
+        if isinstance(entry, dict) and len(entry) == 1:
+            name, arguments = next(iter(entry.items()))
+        if name != BUDGET_CALLBACK:
+            raise ConfigError(
+                f"{where}: callback {name!r} is for rl-baselines3-zoo only; sb3_nas reads just "
+                f"{BUDGET_CALLBACK} (its fractions of the budget)"
+            )
+        if not isinstance(arguments, dict) or set(arguments) - set(FRACTION_KEYS):
+            raise ConfigError(
+                f"{where}: {BUDGET_CALLBACK} takes {' and '.join(FRACTION_KEYS)}, got {arguments!r}"
+            )
+        for key, value in arguments.items():
+            if key in unpacked and unpacked[key] != value:
+                raise ConfigError(f"{where}: {key} given twice, {unpacked[key]!r} and {value!r}")
+            unpacked[key] = value
+    return unpacked
 
 
 def resolve_fractions(hyperparams: Mapping[str, Any], t_max: int) -> dict[str, Any]:
