@@ -17,6 +17,7 @@ from sb3_nas.space.builder import (
     NSCNetwork,
     build_network,
     plan_network,
+    spatial_size,
 )
 from sb3_nas.space.encoding import encode_state, row_width
 from sb3_nas.space.nsc import (
@@ -59,6 +60,7 @@ __all__ = [
     "is_multi_branch",
     "layers_of",
     "plan_network",
+    "spatial_size",
     "row_width",
     "validate_nsc",
 ]

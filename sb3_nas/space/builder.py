@@ -65,6 +65,16 @@ class NetworkPlan:
         return self.conv_flops + 2 * dense
 
 
+def spatial_size(layer_type: LayerType, kernel: int, size: int) -> int:
+    """The height (or width) after a single-input layer (§4.1.1): an unpadded convolution gives
+    ``size - kernel + 1``, a pooling of stride ``kernel`` gives ``size // kernel``; below 1 is invalid."""
+    if layer_type == LayerType.CONVOLUTION:
+        return size - kernel + 1
+    if layer_type in (LayerType.MAX_POOLING, LayerType.AVG_POOLING):
+        return size // kernel
+    raise ValueError(f"{LayerType(layer_type).name.lower()} is not a single-input layer")
+
+
 def _padded(shapes: Sequence[Shape], pad_channels: bool) -> Shape:
     channels = max(s[0] for s in shapes) if pad_channels else sum(s[0] for s in shapes)
     return channels, max(s[1] for s in shapes), max(s[2] for s in shapes)
@@ -103,11 +113,11 @@ def plan_network(
         if layer_type == LayerType.CONVOLUTION:
             conv_count += 1
             out_filters = _filters_for(conv_filters, conv_count)
-            out_h, out_w = source[1] - row.kernel + 1, source[2] - row.kernel + 1
+            out_h, out_w = (spatial_size(layer_type, row.kernel, size) for size in source[1:])
             shape = (out_filters, out_h, out_w)
             conv_flops += 2 * out_h * out_w * out_filters * row.kernel**2 * source[0]
         elif layer_type in (LayerType.MAX_POOLING, LayerType.AVG_POOLING):
-            shape = (source[0], source[1] // row.kernel, source[2] // row.kernel)
+            shape = (source[0], *(spatial_size(layer_type, row.kernel, size) for size in source[1:]))
         else:
             shape = _padded((source, shapes[row.pred2]), pad_channels=layer_type == LayerType.ADDITION)
         if min(shape[1], shape[2]) < 1:
