@@ -43,9 +43,18 @@ from sb3_nas.analysis.fidelity_study import (
     sample_chains,
     valid_chains,
 )
-from sb3_nas.cli import split_list
-from sb3_nas.estimation import FIDELITIES, PerformanceEstimator, configure_threads, get_fidelity, open_memo
+from sb3_nas.cli import positive_int, run_command, split_list
+from sb3_nas.errors import UsageError
+from sb3_nas.estimation import (
+    FIDELITIES,
+    PerformanceEstimator,
+    configure_threads,
+    get_fidelity,
+    memo_key,
+    open_memo,
+)
 from sb3_nas.estimation.memo import DEFAULT_MEMO_URL
+from sb3_nas.space import canonical_network, validate_nsc
 
 # Middle-fidelity candidates: the paper's network and optimiser, smaller inputs and fewer epochs (the lr step
 # every 3 of 6 epochs, as the cpu fidelity), the paper's three channels; every training image of the tasks.
@@ -120,9 +129,6 @@ def run_study(args, fidelities, reference, networks, out: Path) -> pd.DataFrame:
 
 def _stored(estimator: PerformanceEstimator, nsc):
     """The memo's entry for ``nsc`` at the estimator's fidelity and precision, or ``None``."""
-    from sb3_nas.estimation import memo_key
-    from sb3_nas.space import canonical_network, validate_nsc
-
     network = canonical_network(validate_nsc(nsc))
     keys = [
         memo_key(estimator.dataset.fingerprint, network, estimator.fidelity, p)
@@ -188,14 +194,16 @@ def larger_only_table(results: pd.DataFrame, reference) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"built-in tasks (default {DEFAULT_TASKS})")
     parser.add_argument(
         "--fidelities", default=None, help="cheap fidelities compared (default: registered + candidates)"
     )
     parser.add_argument("--reference", default="paper", help="the fidelity ranked against (default paper)")
-    parser.add_argument("--n", type=int, default=40, help="networks valid at every fidelity (default 40)")
+    parser.add_argument(
+        "--n", type=positive_int, default=40, help="networks valid at every fidelity (default 40)"
+    )
     parser.add_argument(
         "--n-larger", type=int, default=8, help="networks only the reference allows (default 8)"
     )
@@ -209,8 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", default="results/fidelity", help="folder of the outputs (default results/fidelity)"
     )
-    args = parser.parse_args(argv)
+    return parser
 
+
+def execute(args: argparse.Namespace) -> int:
     configure_threads()
     reference = get_fidelity(args.reference)
     fidelities = [
@@ -218,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in (split_list(args.fidelities) if args.fidelities else default_fidelities())
     ]
     smallest = min(f.image_size for f in [*fidelities, reference])
-    networks = study_networks(args.n, args.n_larger, smallest, reference.image_size, args.seed)
+    try:
+        networks = study_networks(args.n, args.n_larger, smallest, reference.image_size, args.seed)
+    except ValueError as error:  # more networks asked for than a depth has
+        raise UsageError(f"--n/--n-larger: {error}") from None
     print(f"fidelity study: {len(networks)} networks × {len(fidelities) + 1} fidelities on {args.tasks}; "
           f"reference {reference.name}; smallest input {smallest}")  # fmt: skip
     print("accuracies in the order: " + ", ".join(f.name for f in [*fidelities, reference]))
@@ -269,6 +282,11 @@ def main(argv: list[str] | None = None) -> None:
                 for r in agreement.itertuples()
             )
         )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), execute, argv)
 
 
 def _size(name: str) -> str:
@@ -276,4 +294,4 @@ def _size(name: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
