@@ -157,7 +157,8 @@ def test_the_benchmark_runs_resumes_and_reports_at_tiny(tmp_path):
 
 
 def test_the_benchmark_refuses_an_impossible_sample_in_one_line(tmp_path):
-    command = [sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--n", "1000", "--out", str(tmp_path)]
-    done = subprocess.run([*command, "--memo", str(tmp_path / "memo.sqlite")], capture_output=True, text=True)
+    command = [sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--n", "1000"]
+    command += ["--out", str(tmp_path), "--memo", str(tmp_path / "memo.sqlite")]
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --n/--n-larger: depth 1 has 7 chains to draw from at 12, not 112"
