@@ -71,6 +71,18 @@ def default_fidelities() -> list[str]:
     return [name for name in FIDELITIES if name != "paper"] + list(CANDIDATES)
 
 
+def fidelity_names(text: str) -> list[str]:
+    """``cpu,tiny,paper,image_size=32,epochs=6`` → ``cpu``, ``tiny``, ``paper,image_size=32,epochs=6``: a part
+    holding ``=`` is a setting of the fidelity before it (names never hold one)."""
+    names: list[str] = []
+    for part in split_list(text):
+        if "=" in part and names:
+            names[-1] += f",{part}"
+        else:
+            names.append(part)
+    return names
+
+
 def study_networks(n: int, n_larger: int, smallest: int, largest: int, seed: int) -> list[tuple[str, list]]:
     """(group, nsc) pairs: ``n`` chains valid everywhere, then ``n_larger`` valid only at ``largest``, each
     group in a seeded shuffled order so that a study stopped half-way covers every depth."""
@@ -198,7 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"built-in tasks (default {DEFAULT_TASKS})")
     parser.add_argument(
-        "--fidelities", default=None, help="cheap fidelities compared (default: registered + candidates)"
+        "--fidelities",
+        default=None,
+        help="cheap fidelities compared, comma-separated, each with its settings: cpu,paper,image_size=32,"
+        "epochs=6 is cpu and paper,image_size=32,epochs=6 (default: the registered ones and the candidates)",
     )
     parser.add_argument("--reference", default="paper", help="the fidelity ranked against (default paper)")
     parser.add_argument(
@@ -208,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-larger", type=int, default=8, help="networks only the reference allows (default 8)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--valid-at",
+        type=positive_int,
+        default=None,
+        metavar="SIZE",
+        help="draw the networks valid at SIZE (default: the smallest input compared); the study's SIZE "
+        "reruns its networks at other fidelities, such as the reference with another seed",
+    )
     parser.add_argument(
         "--memo", default=None, help=f"reward memo (default $SB3_NAS_MEMO, else {DEFAULT_MEMO_URL})"
     )
@@ -225,15 +248,15 @@ def execute(args: argparse.Namespace) -> int:
     reference = get_fidelity(args.reference)
     fidelities = [
         get_fidelity(name)
-        for name in (split_list(args.fidelities) if args.fidelities else default_fidelities())
+        for name in (fidelity_names(args.fidelities) if args.fidelities else default_fidelities())
     ]
-    smallest = min(f.image_size for f in [*fidelities, reference])
+    smallest = args.valid_at or min(f.image_size for f in [*fidelities, reference])
     try:
         networks = study_networks(args.n, args.n_larger, smallest, reference.image_size, args.seed)
     except ValueError as error:  # more networks asked for than a depth has
         raise UsageError(f"--n/--n-larger: {error}") from None
     print(f"fidelity study: {len(networks)} networks × {len(fidelities) + 1} fidelities on {args.tasks}; "
-          f"reference {reference.name}; smallest input {smallest}")  # fmt: skip
+          f"reference {reference.name}; networks valid at {smallest}×{smallest}")  # fmt: skip
     print("accuracies in the order: " + ", ".join(f.name for f in [*fidelities, reference]))
     started = time.perf_counter()
     results = run_study(args, fidelities, reference, networks, Path(args.out))

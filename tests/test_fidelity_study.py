@@ -139,18 +139,18 @@ def test_the_benchmark_runs_resumes_and_reports_at_tiny(tmp_path):
     out, memo = tmp_path / "study", tmp_path / "memo.sqlite"
     command = [
         sys.executable, str(ROOT / "benchmarks" / "fidelity.py"), "--tasks", "digits", "--n", "9",
-        "--n-larger", "2", "--reference", "tiny,image_size=16", "--fidelities", "tiny", "--memo", str(memo),
-        "--out", str(out), "--reps", "199",
+        "--n-larger", "2", "--reference", "tiny,image_size=16", "--fidelities", "tiny,tiny,epochs=2",
+        "--memo", str(memo), "--out", str(out), "--reps", "199",
     ]  # fmt: skip
     first = subprocess.run(command, capture_output=True, text=True, check=True)
     rows = pd.read_csv(out / "accuracies.csv")
-    assert len(rows) == 11 * 2 and set(rows["fidelity"]) == {"tiny", "tiny,image_size=16"}
+    assert len(rows) == 11 * 3 and set(rows["fidelity"]) == {"tiny", "tiny,epochs=2", "tiny,image_size=16"}
     larger = rows[rows["group"] == "larger-only"]
-    assert len(larger) == 4 and not larger[larger["fidelity"] == "tiny"]["valid"].any()
+    assert len(larger) == 6 and not larger[larger["fidelity"] == "tiny"]["valid"].any()
     summary = json.loads((out / "study.json").read_text())
-    (agreement,) = summary["agreement"]
-    assert agreement["n"] == 9 and -1 <= agreement["tau"] <= 1
-    assert [row["image_size"] for row in summary["space"]] == [12, 16]
+    assert [row["fidelity"] for row in summary["agreement"]] == ["tiny", "tiny,epochs=2"]
+    assert all(row["n"] == 9 and -1 <= row["tau"] <= 1 for row in summary["agreement"])
+    assert [row["image_size"] for row in summary["space"]] == [12, 12, 16]
     assert "Rank agreement" in (out / "study.md").read_text() and "tau_digits_tiny=" in first.stdout
     second = subprocess.run(command, capture_output=True, text=True, check=True)
     assert pd.read_csv(out / "accuracies.csv")["memo_hit"].all(), second.stdout
