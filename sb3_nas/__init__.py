@@ -16,8 +16,8 @@ HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
 
 from sb3_nas import envs  # noqa: E402, F401  (registers the environments)
-from sb3_nas.algos import MetaA2C  # noqa: E402, MetaRLWrapper, RandomSearch
-from sb3_nas.envs import CHAIN_ENV_ID  # noqa: E402, MULTI_BRANCH_ENV_ID, NasEnv
+from sb3_nas.algos import MetaA2C, MetaRLWrapper, RandomSearch  # noqa: E402
+from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID, NasEnv  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [

@@ -214,3 +214,11 @@ def test_importing_sb3_nas_gives_torch_cpu_buffers_huge_pages_unless_turned_off(
     assert value == "0"
     if mode == "madvise":  # without PyTorch's madvise, this kernel gives no huge pages
         assert huge_kb == 0
+
+
+def test_every_public_name_of_the_package_is_importable():
+    """What README and CI import from the top of the package (the huge-pages lines sit above the imports)."""
+    import sb3_nas
+
+    assert all(hasattr(sb3_nas, name) for name in sb3_nas.__all__)
+    from sb3_nas import MULTI_BRANCH_ENV_ID, MetaA2C, MetaRLWrapper, NasEnv, RandomSearch  # noqa: F401
