@@ -50,11 +50,9 @@ from sb3_nas.estimation import (
     PerformanceEstimator,
     configure_threads,
     get_fidelity,
-    memo_key,
     open_memo,
 )
 from sb3_nas.estimation.memo import DEFAULT_MEMO_URL
-from sb3_nas.space import canonical_network, validate_nsc
 
 # Middle-fidelity candidates: the paper's network and optimiser, smaller inputs and fewer epochs (the lr step
 # every 3 of 6 epochs, as the cpu fidelity), the paper's three channels; every training image of the tasks.
@@ -115,10 +113,9 @@ def run_study(args, fidelities, reference, networks, out: Path) -> pd.DataFrame:
                 for fidelity in [*fidelities, reference]:
                     estimator = estimators[fidelity.name]
                     if args.no_train:
-                        key_entry = _stored(estimator, nsc)
-                        if key_entry is None:
+                        entry, hit = estimator.lookup(nsc), True
+                        if entry is None:
                             continue
-                        entry, hit = key_entry, True
                     else:
                         estimate = estimator.estimate(nsc)
                         entry, hit = estimate.entry, estimate.memo_hit
@@ -137,16 +134,6 @@ def run_study(args, fidelities, reference, networks, out: Path) -> pd.DataFrame:
                     head = f"{task} {i}/{len(networks)} {group} depth {len(nsc)}"
                     print(f"{head}: {' '.join(line)} ({took:.0f} s)", flush=True)
     return pd.DataFrame(rows, columns=FIELDS)
-
-
-def _stored(estimator: PerformanceEstimator, nsc):
-    """The memo's entry for ``nsc`` at the estimator's fidelity and precision, or ``None``."""
-    network = canonical_network(validate_nsc(nsc))
-    keys = [
-        memo_key(estimator.dataset.fingerprint, network, estimator.fidelity, p)
-        for p in estimator.accept_precision
-    ]
-    return estimator.memo.get_first(keys)
 
 
 def space_table(fidelities, reference) -> pd.DataFrame:

@@ -312,11 +312,11 @@ def huge_pages_table(task: str, fidelity, device, repeats: int, peak: float) -> 
     for depth in (1, 4):
         plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
         off, on = (statistics.median(s for s, _ in times[depth, name]) for name in ("off", "on"))
+        flops = training_flops(plan, data, fidelity)
         rows.append({
             "layers": depth, "thp_off_s": off, "thp_on_s": on, "speedup": off / on,
             "off_acc": times[depth, "off"][0][1], "on_acc": times[depth, "on"][0][1],
-            "off_flops_frac": training_flops(plan, data, fidelity) / off / peak,
-            "on_flops_frac": training_flops(plan, data, fidelity) / on / peak,
+            "off_flops_frac": flops / off / peak, "on_flops_frac": flops / on / peak,
         })  # fmt: skip
     return pd.DataFrame(rows)
 

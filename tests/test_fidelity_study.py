@@ -154,6 +154,10 @@ def test_the_benchmark_runs_resumes_and_reports_at_tiny(tmp_path):
     assert "Rank agreement" in (out / "study.md").read_text() and "tau_digits_tiny=" in first.stdout
     second = subprocess.run(command, capture_output=True, text=True, check=True)
     assert pd.read_csv(out / "accuracies.csv")["memo_hit"].all(), second.stdout
+    # --no-train reads the same rewards from the memo (PerformanceEstimator.lookup) and writes the same tables
+    subprocess.run([*command, "--no-train"], capture_output=True, text=True, check=True)
+    looked_up = pd.read_csv(out / "accuracies.csv")
+    pd.testing.assert_frame_equal(looked_up.drop(columns="memo_hit"), rows.drop(columns="memo_hit"))
 
 
 def test_the_benchmark_refuses_an_impossible_sample_in_one_line(tmp_path):

@@ -119,12 +119,21 @@ class PerformanceEstimator:
         self.memo = open_memo(memo)
         self.n_trained = 0
 
+    def _keys(self, network: str) -> list[str]:
+        """The memo keys that answer for ``network``: this estimator's precision, then the accepted ones."""
+        return [memo_key(self.dataset.fingerprint, network, self.fidelity, p) for p in self.accept_precision]
+
+    def lookup(self, nsc: Sequence[Sequence[int]]) -> MemoEntry | None:
+        """The memo's entry for ``nsc`` (any equivalent state) in a precision this estimator accepts, or
+        ``None``; never trains."""
+        return self.memo.get_first(self._keys(canonical_network(validate_nsc(nsc))))
+
     def estimate(self, nsc: Sequence[Sequence[int]]) -> Estimate:
         """The reward entry of ``nsc``: from the memo when any equivalent state was scored before, in this
         estimator's precision or one it accepts (``accept_precision``)."""
         rows = validate_nsc(nsc)
         network = canonical_network(rows)
-        keys = [memo_key(self.dataset.fingerprint, network, self.fidelity, p) for p in self.accept_precision]
+        keys = self._keys(network)
         stored = self.memo.get_first(keys)
         if stored is not None:
             return Estimate(stored, True)
