@@ -4,15 +4,16 @@
     python benchmarks/run.py                                  # + networks per hour with 1, 2, 4 trainers
     python benchmarks/run.py --device cuda --fidelity paper   # on a GPU machine
     python benchmarks/run.py --quick --profile                # + the operator profile of one training
-    python benchmarks/run.py --fidelity paper --huge-pages    # paper-fidelity CPU training, THP off and on
+    python benchmarks/run.py --fidelity paper --cpu-history --only g   # paper-fidelity CPU training, issue 13
 
 Prints (a) seconds per network and accuracy, sb3_nas's trainer against a plain PyTorch loop
 (benchmarks/plain_loop.py), for chain networks of 1, 4 and 9 layers; (b) achieved FLOP/s against the peak of a
 large matmul measured here; (c) environment steps per second from the memo; (d) the memo hit rate of a default
 meta_a2c run; (e) the projected time of Experiment 1 at the paper's fidelity and data sizes; (f) networks per
-hour with 1, 2 and 4 trainers at once; (g) with ``--huge-pages``, the 1- and 4-layer chains trained side by
-side with PyTorch's transparent huge pages off (the trainer before issue 13) and on (as ``import sb3_nas``
-sets).
+hour with 1, 2 and 4 trainers at once; (g) with ``--cpu-history``, the 1- and 4-layer chains trained side by
+side as the trainer ran before issue 13 and after each of its steps: PyTorch's transparent huge pages on (as
+``import sb3_nas`` sets), the network's channels_last gradient at the Flatten, and the dense layers in bf16
+where the CPU runs bf16 natively (``SpeedSettings.bf16_dense``).
 The last line is ``cpu_speedup=<ratio> memo_steps_per_s=<rate> ...``
 (``gpu_speedup`` on a GPU).
 """
@@ -24,6 +25,7 @@ import sb3_nas  # noqa: F401  (first: it turns PyTorch's huge pages on before to
 # isort: split
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -57,6 +59,7 @@ from sb3_nas.estimation import (  # noqa: E402
     get_fidelity,
     prepare_data,
     resolve_device,
+    train_network,
 )
 from sb3_nas.space import (  # noqa: E402
     InvalidArchitecture,
@@ -156,14 +159,14 @@ def speed_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.Da
 def variant_table(task: str, fidelity, device, repeats: int) -> pd.DataFrame:
     """Seconds per network of each speed setting alone, to justify ``SpeedSettings.for_device``."""
     data = prepare_data(load_dataset(task), fidelity, device)
-    amp = torch.bfloat16 if device.type == "cuda" else None
     variants = {
         "baseline": SpeedSettings(),
         "fused_adam": SpeedSettings(fused_adam=True),
         "channels_last": SpeedSettings(channels_last=True),
         "bf16": SpeedSettings(autocast_dtype=torch.bfloat16),
+        "bf16_dense": SpeedSettings(autocast_dtype=torch.bfloat16, bf16_dense=True),
         "chosen": SpeedSettings.for_device(device),
-        "all": SpeedSettings(channels_last=True, autocast_dtype=amp or torch.bfloat16, fused_adam=True),
+        "all": SpeedSettings(True, torch.bfloat16, fused_adam=True, bf16_dense=True),
     }
     rows = []
     for depth, nsc in CHAINS.items():
@@ -270,12 +273,41 @@ def _timed_worker_init(task: str, fidelity_name: str, device: str) -> None:
     evaluate_plan(warm, data, fidelity.replace(epochs=1))  # warm-up: allocator, kernels, threads
 
 
-def _timed_evaluate(depth: int, task: str, fidelity_name: str, device: str) -> tuple[float, float, str]:
+def _network_before_issue_13(plan) -> NSCNetwork:
+    """The network as built before issue 13: torch's own Flatten, whose gradient comes back NCHW."""
+    network = NSCNetwork(plan)
+    network.head[0] = torch.nn.Flatten()
+    return network
+
+
+# (g) the CPU trainer's steps of issue 13, each added to the one before: the speed settings, whether the
+# network's Flatten keeps channels_last gradients, and whether PyTorch's transparent huge pages are on
+HISTORY = {
+    "before": ("bf16", False, False),
+    "huge_pages": ("bf16", False, True),
+    "flatten": ("bf16", True, True),
+    "now": ("chosen", True, True),
+}
+
+
+def _history_settings(variant: str, device: torch.device) -> SpeedSettings:
+    chosen = SpeedSettings.for_device(device)
+    return chosen if HISTORY[variant][0] == "chosen" else dataclasses.replace(chosen, bf16_dense=False)
+
+
+def _timed_evaluate(
+    depth: int, variant: str, task: str, fidelity_name: str, device: str
+) -> tuple[float, float, str]:
     fidelity = get_fidelity(fidelity_name)
     data = prepare_data(load_dataset(task), fidelity, device)
     plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
-    seconds, accuracy = time_ours(plan, data, fidelity, resolve_device(device))
-    return seconds, accuracy, os.environ.get(HUGE_PAGES_VARIABLE, "")
+    build = (lambda: NSCNetwork(plan)) if HISTORY[variant][1] else (lambda: _network_before_issue_13(plan))
+    settings = _history_settings(variant, resolve_device(device))
+    start = time.perf_counter()
+    evaluation = train_network(build, data, fidelity, settings)
+    seconds = time.perf_counter() - start
+    assert evaluation.valid, evaluation.reason
+    return seconds, evaluation.accuracy, os.environ.get(HUGE_PAGES_VARIABLE, "")
 
 
 def _huge_pages_pool(enabled: bool, task: str, fidelity_name: str, device: str) -> ProcessPoolExecutor:
@@ -291,32 +323,38 @@ def _huge_pages_pool(enabled: bool, task: str, fidelity_name: str, device: str) 
     return pool
 
 
-def huge_pages_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.DataFrame:
-    """(g) seconds per network with transparent huge pages off and on, the two interleaved (off, on, off, on…)
-    in two worker processes, so both see the same machine; the same seed gives the same accuracy."""
+def history_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.DataFrame:
+    """(g) seconds per network of the 1- and 4-layer chains before issue 13 and after each of its steps, the
+    variants interleaved (before, huge_pages, flatten, now, before, …) so all see the same machine; ``before``
+    runs in a worker with huge pages off, the others in one with them on. Accuracies are seed 0's."""
     data = prepare_data(load_dataset(task), fidelity, device)
     args = (task, fidelity.name, str(device))
-    pools = {"off": _huge_pages_pool(False, *args), "on": _huge_pages_pool(True, *args)}
+    pools = {on: _huge_pages_pool(on, *args) for on in (False, True)}
     times: dict[tuple[int, str], list[tuple[float, float]]] = {}
     try:
         for _ in range(repeats):
             for depth in (1, 4):
-                for name, pool in pools.items():
-                    seconds, accuracy, setting = pool.submit(_timed_evaluate, depth, *args).result()
-                    assert setting == ("1" if name == "on" else "0"), f"worker {name} ran with {setting!r}"
-                    times.setdefault((depth, name), []).append((seconds, accuracy))
+                for variant, (_, _, huge_pages) in HISTORY.items():
+                    result = pools[huge_pages].submit(_timed_evaluate, depth, variant, *args).result()
+                    seconds, accuracy, setting = result
+                    assert setting == ("1" if huge_pages else "0"), (
+                        f"{variant} ran with huge pages {setting!r}"
+                    )
+                    times.setdefault((depth, variant), []).append((seconds, accuracy))
     finally:
         for pool in pools.values():
             pool.shutdown()
     rows = []
     for depth in (1, 4):
         plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
-        off, on = (statistics.median(s for s, _ in times[depth, name]) for name in ("off", "on"))
         flops = training_flops(plan, data, fidelity)
+        seconds = {v: statistics.median(s for s, _ in times[depth, v]) for v in HISTORY}
         rows.append({
-            "layers": depth, "thp_off_s": off, "thp_on_s": on, "speedup": off / on,
-            "off_acc": times[depth, "off"][0][1], "on_acc": times[depth, "on"][0][1],
-            "off_flops_frac": flops / off / peak, "on_flops_frac": flops / on / peak,
+            "layers": depth, **{f"{v}_s": s for v, s in seconds.items()},
+            "speedup": seconds["before"] / seconds["now"],
+            "before_acc": times[depth, "before"][0][1], "now_acc": times[depth, "now"][0][1],
+            "before_flops_frac": flops / seconds["before"] / peak,
+            "now_flops_frac": flops / seconds["now"] / peak,
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -350,7 +388,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="print the profile of one training")
     parser.add_argument("--variants", action="store_true", help="time each speed setting on its own")
     parser.add_argument(
-        "--huge-pages", action="store_true", help="(g) 1- and 4-layer chains with huge pages off and on"
+        "--cpu-history",
+        "--huge-pages",
+        action="store_true",
+        help="(g) 1- and 4-layer chains before issue 13's CPU speed-ups and after each",
     )
     parser.add_argument(
         "--only",
@@ -415,12 +456,15 @@ def main(argv: list[str] | None = None) -> None:
         per_hour = networks_per_hour(n, args.task, fidelity.name, str(device))
         print(f"(f) {n} trainer(s) at once: {per_hour:,.0f} networks/hour")
         pairs[f"networks_per_hour_{n}"] = f"{per_hour:.0f}"
-    if args.huge_pages and "g" in sections:
-        table = huge_pages_table(args.task, fidelity, device, repeats, peak)
-        print(f"(g) {args.task}, median of {repeats}, PyTorch's transparent huge pages off (before) and on:")
+    if args.cpu_history and "g" in sections:
+        table = history_table(args.task, fidelity, device, repeats, peak)
+        steps = ", ".join(HISTORY)
+        print(
+            f"(g) {args.task}, median of {repeats}, seconds per network at each step of issue 13 ({steps}):"
+        )
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        pairs["huge_pages_speedup_1"] = f"{table['speedup'].iloc[0]:.2f}"
-        pairs["huge_pages_speedup_4"] = f"{table['speedup'].iloc[1]:.2f}"
+        for depth, speedup in zip(table["layers"], table["speedup"], strict=True):
+            pairs[f"issue13_speedup_{depth}"] = f"{speedup:.2f}"
     if args.profile:
         profile(args.task, fidelity, device)
     print(" ".join(f"{name}={value}" for name, value in pairs.items()))

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import yaml
 
 from sb3_nas.errors import InputError, UsageError
-from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY, FIDELITIES
+from sb3_nas.estimation import ANY_PRECISION, AUTO, DEFAULT_FIDELITY, FIDELITIES, KNOWN_PRECISIONS
 from sb3_nas.experiment import PAPER, best_per_env
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -101,6 +101,11 @@ SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                                     "(default $SB3_NAS_MEMO, else results/memo.sqlite)"}),
     "device": (("--device",), {"default": AUTO, "help": "where networks train: auto (a GPU when there is "
                                                         "one), cpu or cuda:N"}),
+    "accept_precision": (("--accept-precision",), {"type": split_list, "default": [], "metavar": "PRECISIONS",
+                                                   "help": "memo entries trained in these other numeric "
+                                                           "precisions answer too, after the device's own: "
+                                                           f"{', '.join(KNOWN_PRECISIONS)}, or "
+                                                           f"{ANY_PRECISION}"}),
     "seed": (("--seed",), {"type": int, "default": 0, "help": "random seed (default 0)"}),
     "out": (("-f", "--out"), {"metavar": "DIR", "help": "output folder"}),
     "no_progress": (("--no-progress",), {"action": "store_true", "help": "no progress bar"}),

@@ -61,6 +61,7 @@ def build_parser() -> ArgumentParser:
         "fidelity",
         "memo",
         "device",
+        "accept_precision",
         "out",
         "no_progress",
         "tensorboard_log",
@@ -113,6 +114,7 @@ def execute(args: argparse.Namespace) -> int:
         fidelity=args.fidelity,
         memo=args.memo,
         device=args.device,
+        accept_precision=args.accept_precision,
         tensorboard_log=args.tensorboard_log,
     )
     print_plan(plan, out)

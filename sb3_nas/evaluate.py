@@ -25,8 +25,8 @@ FOLLOWED = ("fidelity", "sigma", "multi_branch")  # taken from the training run 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m sb3_nas.evaluate", description=__doc__)
     parser.add_argument("--model", required=True, help="a MetaA2C model.zip written by sb3_nas.train")
-    add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "seed", "out", "no_progress",
-               "overwrite", "tensorboard_log",
+    add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "accept_precision", "seed", "out",
+               "no_progress", "overwrite", "tensorboard_log",
                envs={"default": list(EVAL_TASKS)}, timesteps={"default": DEFAULT_TIMESTEPS},
                fidelity={"default": None, "help": "how networks are trained and scored (default: the "
                                                   "training run's)"},
@@ -72,7 +72,7 @@ def execute(args: argparse.Namespace) -> int:
     settings, lines = followed_settings(args)
     config = RunConfig.create(
         algo="meta_a2c", envs=args.envs, timesteps=args.timesteps, memo=args.memo, seed=args.seed,
-        device=args.device, model=args.model, **settings,
+        device=args.device, accept_precision=args.accept_precision, model=args.model, **settings,
     )  # fmt: skip
     for line in lines:
         print(line)

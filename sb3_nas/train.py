@@ -21,6 +21,7 @@ from sb3_nas.experiment import (
     DEFAULT_CHECKPOINT_EVERY,
     REDUCED_TIMESTEPS,
     RunConfig,
+    precisions_accepted,
     read_config_file,
     read_run_config,
     run,
@@ -30,8 +31,8 @@ from sb3_nas.experiment import (
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m sb3_nas.train", description=__doc__)
     parser.add_argument("--algo", default="meta_a2c", help=f"one of {', '.join(ALGOS)} (default meta_a2c)")
-    add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "seed", "out", "no_progress",
-               "conf_file", "hyperparams", "overwrite", "tensorboard_log",
+    add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "accept_precision", "seed", "out",
+               "no_progress", "conf_file", "hyperparams", "overwrite", "tensorboard_log",
                envs={"default": list(TRAIN_TASKS)}, timesteps={"default": list(REDUCED_TIMESTEPS)},
                out={"help": "the run folder (default results/runs/<algo>-<time>)"})  # fmt: skip
     parser.add_argument("--multi-branch", action="store_true", help="the multi-branch space (Experiment 3)")
@@ -64,7 +65,8 @@ RUN_OPTIONS = ("algo", "envs", "timesteps", "fidelity", "seed", "conf_file", "hy
 
 
 def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunConfig:
-    """The configuration of the run in ``--resume DIR``, with this command's memo and device."""
+    """The configuration of the run in ``--resume DIR``, with this command's memo, device and accepted
+    precisions."""
     given = [name for name in RUN_OPTIONS if getattr(args, name) != parser.get_default(name)]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
@@ -75,6 +77,8 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     config = read_run_config(args.resume, memo=args.memo)
     if args.device != parser.get_default("device"):
         config = config.replace(device=args.device)
+    if args.accept_precision:
+        config = config.replace(accept_precision=precisions_accepted(args.accept_precision))
     return config
 
 
@@ -88,7 +92,8 @@ def execute(args: argparse.Namespace) -> int:
         config = RunConfig.create(
             algo=args.algo, envs=args.envs, timesteps=args.timesteps, fidelity=args.fidelity, memo=args.memo,
             seed=args.seed, multi_branch=args.multi_branch, sigma=args.sigma, device=args.device,
-            n_envs=args.n_envs, conf_file=args.conf_file, hyperparams=dict(args.hyperparams),
+            n_envs=args.n_envs, accept_precision=args.accept_precision, conf_file=args.conf_file,
+            hyperparams=dict(args.hyperparams),
         )  # fmt: skip
         out = Path(args.out) if args.out else default_out(config.algo)
     try:

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from sb3_nas.errors import InputError
-from sb3_nas.estimation import Fidelity
+from sb3_nas.estimation import KNOWN_PRECISIONS, Fidelity
 from sb3_nas.experiment import RunConfig, RunFolderError, read_run_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
@@ -22,6 +22,20 @@ def test_a_config_holds_resolved_objects_and_round_trips_through_its_file(tmp_pa
     )
     config.write(tmp_path)
     assert read_run_config(tmp_path) == config
+
+
+def test_accepted_precisions_are_checked_spelled_out_and_round_trip(tmp_path):
+    create = RunConfig.create
+    config = create("random", envs=["digits"], timesteps=5, memo="sqlite://", accept_precision=["bf16"])
+    assert config.accept_precision == ("bf16",)
+    config.write(tmp_path)
+    assert read_run_config(tmp_path).accept_precision == ("bf16",)
+    anything = create("random", envs=["digits"], timesteps=5, memo="sqlite://", accept_precision="any")
+    assert anything.accept_precision == KNOWN_PRECISIONS  # written out, so the file says what answered
+    assert create("random", envs=["digits"], timesteps=5, memo="sqlite://").accept_precision == ()
+    with pytest.raises(InputError, match="unknown precision 'fp16'"):
+        create("random", envs=["digits"], timesteps=5, memo="sqlite://", accept_precision=["bf16", "fp16"])
+    assert read_run_config(FIXTURES / "meta_a2c_multi_branch").accept_precision == ()  # before the setting
 
 
 def test_a_database_password_is_never_written(tmp_path):

@@ -118,6 +118,42 @@ def test_bf16_autocast_trains_to_a_similar_accuracy(small_digits, tiny_fidelity)
     assert results[1] == pytest.approx(results[0], abs=0.1)
 
 
+def test_bf16_dense_needs_bf16_autocast():
+    for dtype in (None, torch.float16):
+        with pytest.raises(ValueError, match="bf16_dense needs bf16 autocast"):
+            SpeedSettings(autocast_dtype=dtype, bf16_dense=True)
+
+
+def test_bf16_dense_trains_the_dense_layers_in_bf16_to_a_similar_accuracy(small_digits, tiny_fidelity):
+    fidelity = tiny_fidelity.replace(epochs=2)
+    data = prepare_data(small_digits, fidelity, "cpu")
+    plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
+    results, networks = [], []
+    for dense in (False, True):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            networks.append(NSCNetwork(plan))
+            settings = SpeedSettings(True, torch.bfloat16, True, bf16_dense=dense)
+            results.append(trainer_module.train_and_score(networks[-1], data, fidelity, settings))
+    linear = [m for m in networks[1].modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linear) == 2 and all(p.dtype == torch.bfloat16 for m in linear for p in m.parameters())
+    others = [p for m in networks[1].layers for p in m.parameters()]
+    assert others and all(p.dtype == torch.float32 for p in others)  # convolutions and BatchNorm stay fp32
+    assert all(p.dtype == torch.float32 for p in networks[0].parameters())
+    assert results[0] > 0.3 and results[1] == pytest.approx(results[0], abs=0.1)
+
+
+def test_cpus_with_native_bf16_train_the_dense_layers_in_bf16(monkeypatch):
+    from sb3_nas.estimation import device as device_module
+
+    for native in (True, False):
+        monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda native=native: native)
+        SpeedSettings.for_device.cache_clear()
+        chosen = SpeedSettings.for_device(torch.device("cpu"))
+        assert chosen.bf16_dense is native and (chosen.autocast_dtype == torch.bfloat16) is native
+    SpeedSettings.for_device.cache_clear()  # forget the faked answers
+
+
 def test_real_divergence_is_detected_after_training(small_digits, tiny_fidelity):
     diverging = tiny_fidelity.replace(learning_rate=1e30, lr_schedule=False, epochs=2)
     result = evaluate_nsc(CHAIN3, small_digits, diverging, "cpu")
@@ -136,6 +172,24 @@ def test_quick_benchmark_ends_with_the_summary_line(tmp_path):
     assert list(pairs)[:2] == ["cpu_speedup", "memo_steps_per_s"]
     assert float(pairs["cpu_speedup"]) > 0 and float(pairs["memo_steps_per_s"]) > 100
     assert any(line.startswith("(a)") for line in lines) and any("GFLOP/s" in line for line in lines)
+
+
+def test_the_cpu_history_section_times_every_step_of_issue_13(tmp_path):
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--fidelity", "tiny", "--cpu-history",
+        "--only", "g", "--repeats", "1",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("(g)"))
+    columns = lines[header + 1].split()
+    assert columns[:6] == ["layers", "before_s", "huge_pages_s", "flatten_s", "now_s", "speedup"]
+    rows = [dict(zip(columns, line.split(), strict=True)) for line in lines[header + 2 : header + 4]]
+    assert [row["layers"] for row in rows] == ["1", "4"]
+    assert all(0 < float(row["before_acc"]) <= 1 and float(row["now_s"]) > 0 for row in rows)
+    pairs = dict(pair.split("=") for pair in lines[-1].split())
+    assert set(pairs) == {"issue13_speedup_1", "issue13_speedup_4"} and float(pairs["issue13_speedup_1"]) > 0
 
 
 def _benchmark_module():

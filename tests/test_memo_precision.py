@@ -24,11 +24,13 @@ from sb3_nas.estimation import (
     accepted_precisions,
     database_url,
     entry_key,
+    get_fidelity,
     memo_key,
+    precision_of,
     training_precision,
 )
 from sb3_nas.estimation import estimator as estimator_module
-from sb3_nas.estimation.memo import MEMO_COLUMNS, UNRECORDED_PRECISION
+from sb3_nas.estimation.memo import MEMO_COLUMNS, PRECISIONS, UNRECORDED_PRECISION
 
 CHAIN3 = [(1, 1, 3, 0, 0), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)]
 CHAIN3_NETWORK = "1k3<0|2k2<1|1k1<2"
@@ -131,9 +133,26 @@ def test_the_precision_is_the_one_the_trainer_computes_in(monkeypatch):
         training_precision("cpu")
 
 
+def test_every_speed_setting_has_a_precision_name_the_memo_knows():
+    names = {
+        precision_of(SpeedSettings(autocast_dtype=dtype, bf16_dense=dense))
+        for dtype, dense in [
+            (None, False),
+            (torch.float32, False),
+            (torch.bfloat16, False),
+            (torch.bfloat16, True),
+        ]
+    }
+    assert names == {"fp32", "bf16", "bf16-dense"} == set(PRECISIONS)
+    dense = SpeedSettings(autocast_dtype=torch.bfloat16, bf16_dense=True)
+    assert memo_key("fp", CHAIN3_NETWORK, get_fidelity("tiny"), precision_of(dense)) != memo_key(
+        "fp", CHAIN3_NETWORK, get_fidelity("tiny"), "bf16"
+    )
+
+
 def test_accepted_precisions_are_checked_and_put_the_own_first():
     assert accepted_precisions("fp32") == ("fp32",)
-    assert accepted_precisions("bf16", "any") == ("bf16", "fp32", "unrecorded")
+    assert accepted_precisions("bf16-dense", "any") == ("bf16-dense", "fp32", "bf16", "unrecorded")
     assert accepted_precisions("fp32", ["unrecorded", "bf16", "fp32"]) == ("fp32", "unrecorded", "bf16")
     with pytest.raises(InputError, match="accept_precision: unknown precision 'fp16'"):
         accepted_precisions("fp32", ["bf16", "fp16"])

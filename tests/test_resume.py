@@ -106,3 +106,12 @@ def test_a_corrupt_checkpoint_is_one_line(tmp_path, capsys):
         and err.count("\n") == 1
     )
     assert yaml.safe_load((tmp_path / "config.yml").read_text())["timesteps"] == [50]  # nothing changed
+
+
+def test_resume_may_accept_other_precisions_as_it_may_change_the_device(tmp_path):
+    config = RunConfig.create("random", envs=["digits"], timesteps=5, fidelity="tiny", memo="sqlite://")
+    config.write(tmp_path)
+    parser = train.build_parser()
+    args = parser.parse_args(["--resume", str(tmp_path), "--accept-precision", "fp32,bf16"])
+    assert train.resumed_config(args, parser).accept_precision == ("fp32", "bf16")
+    assert train.resumed_config(parser.parse_args(["--resume", str(tmp_path)]), parser).accept_precision == ()

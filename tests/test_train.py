@@ -1,11 +1,15 @@
 """The training and evaluation commands on tiny budgets: files, columns, transfer, and bad input."""
 
+import dataclasses
+import shutil
+
 import pandas as pd
 import pytest
 import yaml
 from stable_baselines3 import DQN
 
 from sb3_nas import evaluate, train
+from sb3_nas.estimation import RewardMemo, get_fidelity, memo_key, training_precision
 from sb3_nas.experiment import (
     ALGOS,
     EPISODE_COLUMNS,
@@ -292,3 +296,26 @@ def test_tensorboard_receives_the_nas_figures_of_training_and_evaluation(meta_ru
     ]
     assert evaluate.main([*argv, "-tb", str(board), "-f", str(tmp_path / "eval"), "--no-progress"]) == 0
     assert {f"nas/mnist/{name}" for name in figures} <= scalars(board / "eval")
+
+
+def test_accept_precision_lets_rewards_of_another_precision_answer(tmp_path, capsys):
+    """A memo filled in another precision is cold for a run, and warm with ``--accept-precision``."""
+    first = f"sqlite:///{tmp_path / 'first.sqlite'}"
+    argv = ["--algo", "random", "--envs", "digits", "--timesteps", "8", "--fidelity", "tiny", "--no-progress"]
+    assert train.main([*argv, "--memo", first, "--out", str(tmp_path / "first")]) == 0
+    own = training_precision("cpu")
+    other = "fp32" if own != "fp32" else "bf16"
+    relabelled = RewardMemo(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    fidelity = get_fidelity("tiny")
+    for entry in RewardMemo(first).entries():
+        key = memo_key(entry.dataset_fingerprint, entry.network, fidelity, other)
+        relabelled.put(dataclasses.replace(entry, key=key, precision=other))
+    relabelled.close()
+    hits = {}
+    for name, extra in (("strict", []), ("lenient", ["--accept-precision", other])):
+        memo = tmp_path / f"{name}.sqlite"
+        shutil.copy(tmp_path / "other.sqlite", memo)
+        assert train.main([*argv, "--memo", f"sqlite:///{memo}", "--out", str(tmp_path / name), *extra]) == 0
+        hits[name] = pd.read_csv(tmp_path / name / "steps.csv")["memo_hit"].tolist()
+        assert read_run_config(tmp_path / name).accept_precision == tuple(extra[1:])
+    assert not any(hits["strict"][:1]) and all(hits["lenient"])  # the same seed meets the same networks

@@ -8,6 +8,7 @@ from sb3_nas.estimation.estimator import (
     accepted_precisions,
     memo_key,
     open_memo,
+    precision_of,
     training_precision,
 )
 from sb3_nas.estimation.fidelity import (
@@ -83,5 +84,6 @@ __all__ = [
     "register_fidelity",
     "resolve_device",
     "train_network",
+    "precision_of",
     "training_precision",
 ]

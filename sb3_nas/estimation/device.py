@@ -84,18 +84,37 @@ class SpeedSettings:
 
     bf16 autocast computes convolutions and matmuls in bfloat16; BatchNorm's weights and running statistics,
     the loss and the optimizer state stay fp32, so accuracies move by a few tenths of a point at most.
+    ``bf16_dense`` (with bf16 autocast only) also holds the dense layers' weights, their gradients and their
+    Adam state in bf16 instead of fp32: the prediction module's first layer, with 220 M weights behind an
+    84×84 convolution, then no longer costs two casts of its weights per step and half the optimizer's memory
+    traffic. It changes the reward's numerics (the memo's precision ``bf16-dense``);
+    ``benchmarks/precision.py`` measures by how much against the seed-to-seed spread.
     """
 
     channels_last: bool = False
     autocast_dtype: torch.dtype | None = None
     fused_adam: bool = False
+    bf16_dense: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bf16_dense and self.autocast_dtype != torch.bfloat16:
+            raise ValueError(
+                f"bf16_dense needs bf16 autocast (the dense layers read bf16), not {self.autocast_dtype}"
+            )
 
     @classmethod
     @functools.cache  # asked once per network trained; the answer depends on the device only
     def for_device(cls, device: torch.device) -> SpeedSettings:
+        """channels_last and fused Adam everywhere; bf16 autocast where the hardware runs it natively; on
+        those CPUs the dense layers in bf16 too (measured there; on GPUs not yet: they keep fp32 weights)."""
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             bf16 = torch.cuda.is_bf16_supported()
         else:
             bf16 = cpu_has_native_bf16()
-        return cls(channels_last=True, autocast_dtype=torch.bfloat16 if bf16 else None, fused_adam=True)
+        return cls(
+            channels_last=True,
+            autocast_dtype=torch.bfloat16 if bf16 else None,
+            fused_adam=True,
+            bf16_dense=bf16 and device.type == "cpu",
+        )

@@ -23,10 +23,11 @@ from sb3_nas.estimation.trainer import evaluate_nsc
 from sb3_nas.space import canonical_network, validate_nsc
 
 ANY_PRECISION = "any"
-_PRECISION_OF_DTYPE: dict[torch.dtype | None, str] = {
-    None: "fp32",
-    torch.float32: "fp32",
-    torch.bfloat16: "bf16",
+_PRECISION_OF_SETTINGS: dict[tuple[torch.dtype | None, bool], str] = {  # (autocast_dtype, bf16_dense)
+    (None, False): "fp32",
+    (torch.float32, False): "fp32",
+    (torch.bfloat16, False): "bf16",
+    (torch.bfloat16, True): "bf16-dense",
 }
 
 
@@ -40,18 +41,27 @@ class Estimate:
 
 def memo_key(dataset_fingerprint: str, network: str, fidelity: Fidelity, precision: str) -> str:
     """The memo's key: dataset content, canonical network, fidelity settings and the numeric precision of
-    the training (SPEC §5): ``fp32``, ``bf16``, or ``unrecorded`` for the key entries had before the memo
-    recorded the precision (:func:`entry_key`)."""
+    the training (SPEC §5): ``fp32``, ``bf16``, ``bf16-dense``, or ``unrecorded`` for the key entries had
+    before the memo recorded the precision (:func:`entry_key`)."""
     return entry_key(dataset_fingerprint, fidelity.id, fidelity.digest, network, precision)
 
 
+def precision_of(settings: SpeedSettings) -> str:
+    """The memo's name for the numeric precision ``settings`` train in: ``fp32``, ``bf16`` (autocast) or
+    ``bf16-dense`` (autocast, and the dense layers' weights in bf16)."""
+    name = _PRECISION_OF_SETTINGS.get((settings.autocast_dtype, settings.bf16_dense))
+    if name is None:
+        raise ValueError(
+            f"the trainer computes in {settings.autocast_dtype}, which the memo has no precision name for"
+        )
+    return name
+
+
 def training_precision(device: str | torch.device | None = AUTO) -> str:
-    """The precision the trainer computes in on ``device``: ``bf16`` where :class:`SpeedSettings` turns bf16
-    autocast on (GPUs, CPUs with native bf16), else ``fp32``."""
-    dtype = SpeedSettings.for_device(resolve_device(device)).autocast_dtype
-    if dtype not in _PRECISION_OF_DTYPE:
-        raise ValueError(f"the trainer computes in {dtype}, which the memo has no precision name for")
-    return _PRECISION_OF_DTYPE[dtype]
+    """The precision the trainer computes in on ``device`` (:func:`precision_of` its
+    :meth:`SpeedSettings.for_device`): ``bf16-dense`` on CPUs with native bf16, ``bf16`` on GPUs that run it,
+    else ``fp32``."""
+    return precision_of(SpeedSettings.for_device(resolve_device(device)))
 
 
 def accepted_precisions(own: str, accept: str | Iterable[str] | None = None) -> tuple[str, ...]:
@@ -95,7 +105,7 @@ class PerformanceEstimator:
     :param device: where networks train: ``"auto"`` (the GPU when there is one), ``"cpu"``, ``"cuda:1"``…
     :param accept_precision: memo entries trained in another numeric precision that may answer (see
         :func:`accepted_precisions`). A reward is trained in the precision the device runs
-        (:func:`training_precision`: ``bf16`` autocast where the hardware runs it natively, else ``fp32``)
+        (:func:`training_precision`: bf16 autocast where the hardware runs it natively, else ``fp32``)
         and stored under a key that includes it. By default (``None``) only entries of that precision
         answer; with ``"any"``, or a list such as ``["bf16", "unrecorded"]``, a miss looks up those
         precisions' keys, in that order, before training. ``"unrecorded"`` names the entries stored before

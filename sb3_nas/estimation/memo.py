@@ -7,9 +7,10 @@ PostgreSQL for many. A per-process dict cache sits in front of the database so t
 costs a dictionary lookup.
 
 An entry answers only for what it measured, and that includes the numeric precision the network was trained
-in (``fp32``, or ``bf16`` under autocast, which the hardware chooses: see ``SpeedSettings``): the precision is
-a column of the table and part of the key (:func:`entry_key`), so an fp32 request never finds a bf16 reward
-unless the caller accepts other precisions (``PerformanceEstimator(accept_precision=...)``). Entries stored
+in (``fp32``; ``bf16`` under autocast; ``bf16-dense``, bf16 autocast with the dense layers' weights in bf16;
+the hardware chooses: see ``SpeedSettings``): the precision is a column of the table and part of the key
+(:func:`entry_key`), so an fp32 request never finds a bf16 reward unless the caller accepts other precisions
+(``PerformanceEstimator(accept_precision=...)``). Entries stored
 before the precision was tracked read as :data:`UNRECORDED_PRECISION` and keep the key they were stored
 under, which has no precision in it: nothing looks them up unless it accepts ``unrecorded`` too.
 """
@@ -49,7 +50,8 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 TABLE_NAME = "reward_memo"
 _IMPORT_CHUNK = 500  # rows per transaction in import_csv, so other writers are not locked out for long
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")  # what a training can run in (SpeedSettings.autocast_dtype)
+# what a training can run in (SpeedSettings: autocast_dtype, bf16_dense); estimator.precision_of names them
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "bf16-dense")
 UNRECORDED_PRECISION = "unrecorded"  # an entry stored before the memo recorded the precision
 KNOWN_PRECISIONS: tuple[str, ...] = (*PRECISIONS, UNRECORDED_PRECISION)
 
@@ -98,8 +100,8 @@ class MemoEntry:
     :param flops: floating point operations of one forward pass
     :param train_seconds: wall-clock training time
     :param created_at: unix time of the evaluation
-    :param precision: the numeric precision of the training: ``fp32`` or ``bf16`` (:data:`PRECISIONS`), or
-        :data:`UNRECORDED_PRECISION` for an entry stored before the memo recorded it
+    :param precision: the numeric precision of the training: ``fp32``, ``bf16`` or ``bf16-dense``
+        (:data:`PRECISIONS`), or :data:`UNRECORDED_PRECISION` for an entry stored before the memo recorded it
     :param fidelity_digest: the digest of the fidelity's settings (:attr:`Fidelity.digest`), part of the key;
         '' for an entry stored before the memo recorded it (then the registered fidelity of that id tells it)
     """

@@ -154,6 +154,10 @@ def train_and_score(
     settings = SpeedSettings.for_device(device) if settings is None else settings
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     network.to(device=device, memory_format=memory_format)
+    if settings.bf16_dense:
+        for module in network.modules():
+            if isinstance(module, nn.Linear):
+                module.to(torch.bfloat16)
     generator = torch.Generator(device=device).manual_seed(fidelity.seed)
     optimizer = torch.optim.Adam(
         network.parameters(),

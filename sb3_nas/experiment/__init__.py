@@ -14,6 +14,7 @@ from sb3_nas.experiment.config import (
     RunConfig,
     RunFolderError,
     memo_location,
+    precisions_accepted,
     read_config_file,
     read_run_config,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "make_env",
     "make_vec_env",
     "memo_location",
+    "precisions_accepted",
     "paper_timesteps",
     "prepare_run_folder",
     "read_config_file",

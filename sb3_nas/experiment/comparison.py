@@ -128,11 +128,14 @@ def plan_comparison(
     memo: str | None = None,
     device: str = "auto",
     tensorboard_log: str | Path | None = None,
+    accept_precision: str | Sequence[str] = (),
 ) -> list[PlannedRun]:
     """Every algorithm × seed, checked before anything runs: each configuration (:meth:`RunConfig.create`) and
     what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``.
 
     :param tensorboard_log: a folder for TensorBoard; each run logs to ``<algo>/seed-<s>`` under it
+    :param accept_precision: memo precisions that answer too (as :meth:`RunConfig.create`); like the device,
+        not part of what makes a folder's run the same run
     """
     check_tensorboard(tensorboard_log)
     algos, seeds = list(algos), [int(seed) for seed in seeds]
@@ -163,6 +166,7 @@ def plan_comparison(
                 memo=memo_url,
                 seed=seed,
                 device=device,
+                accept_precision=accept_precision,
                 check_data=index == 0 and seed == seeds[0],
             )
             folder = run_folder(out, algo, seed)

@@ -20,9 +20,12 @@ from sb3_nas.data import load_dataset
 from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
 from sb3_nas.errors import InputError, UsageError
 from sb3_nas.estimation import (
+    ANY_PRECISION,
     AUTO,
+    KNOWN_PRECISIONS,
     Fidelity,
     RewardMemo,
+    accepted_precisions,
     check_data_fits,
     default_memo_url,
     get_fidelity,
@@ -54,6 +57,8 @@ class RunConfig:
     :param multi_branch: the multi-branch space (Experiment 3) instead of chains
     :param sigma: σ, the reward share of pointer shifts (§4.2.3)
     :param device: where networks train: ``auto``, ``cpu`` or ``cuda:N``
+    :param accept_precision: memo precisions that answer too when the device's own has no entry (like the
+        device, it changes where a reward comes from, not what a run is: resuming may change it)
     :param n_envs: workers stepping at once, each in its own process
     :param hyperparams: the algorithm's constructor arguments per environment (fractions resolved)
     :param conf_file: the hyper-parameter file read, ``None`` for the shipped ``zoo_configs/<algo>.yml``
@@ -69,6 +74,7 @@ class RunConfig:
     multi_branch: bool = False
     sigma: float = 0.0
     device: str = AUTO
+    accept_precision: tuple[str, ...] = ()
     n_envs: int = 1
     hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     conf_file: str | None = None
@@ -102,6 +108,7 @@ class RunConfig:
         sigma: float = 0.0,
         device: str = AUTO,
         n_envs: int = 1,
+        accept_precision: str | Sequence[str] = (),
         conf_file: str | Path | None = None,
         hyperparams: Mapping[str, Any] | None = None,
         model: str | Path | None = None,
@@ -111,6 +118,7 @@ class RunConfig:
 
         :param timesteps: ``"paper"`` for the paper's budgets, one count for every environment, or one each
         :param hyperparams: overrides of the zoo config's values, applied to every environment (``-params``)
+        :param accept_precision: precision names, or ``"any"`` (:func:`precisions_accepted`)
         :param check_data: load every dataset now, so an unknown name fails before the first step
         """
         check_algo(algo)
@@ -141,7 +149,8 @@ class RunConfig:
         config = cls(
             algo=algo, envs=envs, timesteps=timesteps, fidelity=fidelity, memo=memo_url, seed=int(seed),
             multi_branch=bool(multi_branch), sigma=float(sigma), device=str(device), n_envs=int(n_envs),
-            hyperparams=per_env, conf_file=None if conf_file is None else str(conf_file),
+            accept_precision=precisions_accepted(accept_precision), hyperparams=per_env,
+            conf_file=None if conf_file is None else str(conf_file),
             model=None if model is None else str(model),
         )  # fmt: skip
         if check_data:
@@ -167,6 +176,7 @@ class RunConfig:
             "env_id": self.env_id,
             "sigma": self.sigma,
             "device": self.device,
+            "accept_precision": list(self.accept_precision),
             "n_envs": self.n_envs,
             "memo": masked_url(self.memo),
             "conf_file": self.conf_file,
@@ -195,6 +205,7 @@ class RunConfig:
                 seed=int(table.get("seed", 0)),
                 multi_branch=table.get("env_id", CHAIN_ENV_ID) == MULTI_BRANCH_ENV_ID,
                 sigma=float(table.get("sigma", 0.0)), device=str(table.get("device", AUTO)),
+                accept_precision=precisions_accepted(table.get("accept_precision") or ()),
                 n_envs=int(table.get("n_envs", 1)), hyperparams=dict(table.get("hyperparams") or {}),
                 conf_file=table.get("conf_file", table.get("conf")),
                 model=str(table.get("model", "")) if frozen else None,
@@ -212,6 +223,15 @@ class RunConfig:
         path = folder / CONFIG_FILE
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
         return path
+
+
+def precisions_accepted(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Memo precisions other than the device's own that may answer (``"any"``: all of them, spelled out);
+    raises a one-line :class:`~sb3_nas.errors.InputError` naming an unknown precision."""
+    names = [names] if isinstance(names, str) else [str(name) for name in names]
+    if names == [ANY_PRECISION]:
+        return KNOWN_PRECISIONS
+    return accepted_precisions(names[0], names) if names else ()
 
 
 def memo_location(memo: str | RewardMemo | None) -> str:

@@ -16,7 +16,9 @@ from sb3_nas.experiment.config import RunConfig
 
 def make_env(config: RunConfig, dataset: str, memo: RewardMemo | str, t_max: int) -> gym.Env:
     """The NAS environment of one dataset, in the meta-RL wrapper (a trial of ``t_max`` steps) for meta-RL."""
-    estimator = PerformanceEstimator(dataset, config.fidelity, memo, config.device)
+    estimator = PerformanceEstimator(
+        dataset, config.fidelity, memo, config.device, accept_precision=config.accept_precision
+    )
     env: gym.Env = NasEnv(
         estimator=estimator, multi_branch=config.multi_branch, sigma=config.sigma, memo_info=True
     )  # records keep memo_hit
