@@ -359,13 +359,13 @@ def history_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.
     return pd.DataFrame(rows)
 
 
-def profile(task: str, fidelity, device) -> None:
-    """The operator profile of one 1-layer training (the most expensive network)."""
+def profile(task: str, fidelity, device, depth: int = 1) -> None:
+    """The operator profile of one training of the ``depth``-layer chain (1: the most expensive network)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     data = prepare_data(load_dataset(task), fidelity, device)
-    plan = plan_network(CHAINS[1], data.input_shape, data.n_classes)
+    plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=activities) as prof:
         time_ours(plan, data, fidelity, device)
@@ -385,7 +385,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--run", default=None, help="a meta_a2c run folder for the memo hit rate")
     parser.add_argument("--workers", default=None, help="concurrency levels, e.g. 1,2,4 (quick: none)")
-    parser.add_argument("--profile", action="store_true", help="print the profile of one training")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        type=int,
+        const=1,
+        choices=sorted(CHAINS),
+        metavar="LAYERS",
+        help="print the operator profile of one training of the 1-layer chain (or of LAYERS: 4, 9)",
+    )
     parser.add_argument("--variants", action="store_true", help="time each speed setting on its own")
     parser.add_argument(
         "--cpu-history",
@@ -466,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         for depth, speedup in zip(table["layers"], table["speedup"], strict=True):
             pairs[f"issue13_speedup_{depth}"] = f"{speedup:.2f}"
     if args.profile:
-        profile(args.task, fidelity, device)
+        profile(args.task, fidelity, device, args.profile)
     print(" ".join(f"{name}={value}" for name, value in pairs.items()))
 
 
