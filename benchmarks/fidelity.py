@@ -53,6 +53,7 @@ from sb3_nas.estimation import (
     open_memo,
 )
 from sb3_nas.estimation.memo import DEFAULT_MEMO_URL
+from sb3_nas.experiment import precisions_accepted
 
 # Middle-fidelity candidates: the paper's network and optimiser, smaller inputs and fewer epochs (the lr step
 # every 3 of 6 epochs, as the cpu fidelity), the paper's three channels; every training image of the tasks.
@@ -106,7 +107,10 @@ def run_study(args, fidelities, reference, networks, out: Path) -> pd.DataFrame:
         writer.writeheader()
         for task in split_list(args.tasks):
             estimators = {
-                f.name: PerformanceEstimator(task, f, memo, args.device) for f in [*fidelities, reference]
+                f.name: PerformanceEstimator(
+                    task, f, memo, args.device, accept_precision=precisions_accepted(args.accept_precision)
+                )
+                for f in [*fidelities, reference]
             }
             for i, (group, nsc) in enumerate(networks, start=1):
                 started, line = time.perf_counter(), []
@@ -222,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--memo", default=None, help=f"reward memo (default $SB3_NAS_MEMO, else {DEFAULT_MEMO_URL})"
     )
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--accept-precision",
+        type=split_list,
+        default=[],
+        metavar="PRECISIONS",
+        help="memo entries of these other precisions answer too (the reference study's are bf16)",
+    )
     parser.add_argument("--reps", type=int, default=9999, help="bootstrap resamples (default 9999)")
     parser.add_argument("--no-train", action="store_true", help="tables from the memo only, train nothing")
     parser.add_argument(

@@ -158,6 +158,10 @@ def test_the_benchmark_runs_resumes_and_reports_at_tiny(tmp_path):
     subprocess.run([*command, "--no-train"], capture_output=True, text=True, check=True)
     looked_up = pd.read_csv(out / "accuracies.csv")
     pd.testing.assert_frame_equal(looked_up.drop(columns="memo_hit"), rows.drop(columns="memo_hit"))
+    subprocess.run([*command, "--no-train", "--accept-precision", "any"], capture_output=True, check=True)
+    assert pd.read_csv(out / "accuracies.csv")["memo_hit"].all()  # its own precision still answers first
+    refused = subprocess.run([*command, "--accept-precision", "fp16"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "unknown precision 'fp16'" in refused.stderr
 
 
 def test_the_benchmark_refuses_an_impossible_sample_in_one_line(tmp_path):
