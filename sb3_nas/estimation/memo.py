@@ -10,9 +10,9 @@ An entry answers only for what it measured, and that includes the numeric precis
 in (``fp32``; ``bf16`` under autocast; ``bf16-dense``, bf16 autocast with the dense layers' weights in bf16;
 the hardware chooses: see ``SpeedSettings``): the precision is a column of the table and part of the key
 (:func:`entry_key`), so an fp32 request never finds a bf16 reward unless the caller accepts other precisions
-(``PerformanceEstimator(accept_precision=...)``). Entries stored
-before the precision was tracked read as :data:`UNRECORDED_PRECISION` and keep the key they were stored
-under, which has no precision in it: nothing looks them up unless it accepts ``unrecorded`` too.
+(``PerformanceEstimator(accept_precision=...)``, ``--accept-precision`` on the commands). Entries stored
+before the precision was tracked read as :data:`UNRECORDED_PRECISION` and keep the key they were stored under,
+which has no precision in it: nothing looks them up unless it accepts ``unrecorded`` too.
 """
 
 from __future__ import annotations
