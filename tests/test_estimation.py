@@ -36,11 +36,18 @@ def test_paper_fidelity_is_section_4_1_2():
     assert get_fidelity(None) is FIDELITIES["cpu"]
 
 
+def test_paper64_is_the_paper_fidelity_at_64_pixels():
+    paper, mid = FIDELITIES["paper"], FIDELITIES["paper64"]
+    assert mid.image_size == 64
+    assert paper.replace(name="paper64", image_size=64, description=mid.description) == mid
+
+
 def test_new_settings_at_their_default_keep_every_registered_digest_and_memo_key():
     # digests of the registered fidelities before max_params existed: memo entries stored under them still
     # answer; a new setting enters the digest only once it is set
     assert {name: f.digest for name, f in FIDELITIES.items()} == {
         "paper": "49caf78e6cb385f8",
+        "paper64": "255dd047bcc20dcc",  # registered after max_params, by the fidelity study (issue 13)
         "cpu": "fd76358b41821e95",
         "tiny": "a7f4e199a3689701",
     }
@@ -78,7 +85,8 @@ def test_fidelity_settings_out_of_range_are_one_line_input_errors(text, problem)
 
 
 def test_unknown_fidelity_names_the_problem():
-    with pytest.raises(UnknownFidelityError, match="unknown fidelity 'huge'; known: cpu, paper, tiny"):
+    known = "known: cpu, paper, paper64, tiny"
+    with pytest.raises(UnknownFidelityError, match=f"unknown fidelity 'huge'; {known}"):
         get_fidelity("huge")
     with pytest.raises(TypeError, match="unknown fidelity setting"):
         get_fidelity("tiny").replace(epoch=3)

@@ -128,6 +128,14 @@ FIDELITIES: dict[str, Fidelity] = {
         name="paper",
         description="§4.1.2 exactly: 84×84×3 images, 12 epochs, batch 128, Adam 1e-3, lr ×0.2 every 5 epochs",
     ),
+    "paper64": Fidelity(
+        name="paper64",
+        image_size=64,
+        description=(
+            "§4.1.2 at 64×64: 64×64×3 images, 12 epochs, batch 128, Adam 1e-3, lr ×0.2 every 5 epochs; ranks "
+            "networks like paper (fidelity study: Kendall τ 0.65 digits, 0.71 photos) at about half its cost"
+        ),
+    ),
     "cpu": Fidelity(
         name="cpu",
         image_size=16,
