@@ -170,8 +170,8 @@ class Flatten(nn.Flatten):
 
     Flattening a channels_last feature map copies it to the NCHW order the dense layer reads; autograd then
     returns an NCHW gradient, and the BatchNorm before it runs its backward on mixed layouts, a slow path
-    (on CPU, 250 ms of a paper-fidelity 1-layer network's 530 ms step: benchmarks/RESULTS.md). Turning the
-    gradient back to channels_last costs one copy of it; the values are the same.
+    (on CPU, 250 ms per call, 40% of a paper-fidelity 1-layer network's step: benchmarks/RESULTS.md). Turning
+    the gradient back to channels_last costs one copy of it; the values are the same.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
