@@ -37,6 +37,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -280,19 +281,21 @@ def _network_before_issue_13(plan) -> NSCNetwork:
     return network
 
 
-# (g) the CPU trainer's steps of issue 13, each added to the one before: the speed settings, whether the
-# network's Flatten keeps channels_last gradients, and whether PyTorch's transparent huge pages are on
+class Step(NamedTuple):
+    """What one step of issue 13 turned on, with every step before it."""
+
+    huge_pages: bool  # PyTorch's transparent huge pages (the worker process's environment)
+    flatten: bool  # the network's Flatten keeps channels_last gradients
+    bf16_dense: bool  # SpeedSettings.bf16_dense as the device chooses it (else off)
+
+
+# (g) the CPU trainer's steps of issue 13, each added to the one before
 HISTORY = {
-    "before": ("bf16", False, False),
-    "huge_pages": ("bf16", False, True),
-    "flatten": ("bf16", True, True),
-    "now": ("chosen", True, True),
+    "before": Step(huge_pages=False, flatten=False, bf16_dense=False),
+    "huge_pages": Step(huge_pages=True, flatten=False, bf16_dense=False),
+    "flatten": Step(huge_pages=True, flatten=True, bf16_dense=False),
+    "now": Step(huge_pages=True, flatten=True, bf16_dense=True),
 }
-
-
-def _history_settings(variant: str, device: torch.device) -> SpeedSettings:
-    chosen = SpeedSettings.for_device(device)
-    return chosen if HISTORY[variant][0] == "chosen" else dataclasses.replace(chosen, bf16_dense=False)
 
 
 def _timed_evaluate(
@@ -301,8 +304,11 @@ def _timed_evaluate(
     fidelity = get_fidelity(fidelity_name)
     data = prepare_data(load_dataset(task), fidelity, device)
     plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
-    build = (lambda: NSCNetwork(plan)) if HISTORY[variant][1] else (lambda: _network_before_issue_13(plan))
-    settings = _history_settings(variant, resolve_device(device))
+    step = HISTORY[variant]
+    build = (lambda: NSCNetwork(plan)) if step.flatten else (lambda: _network_before_issue_13(plan))
+    settings = SpeedSettings.for_device(resolve_device(device))
+    if not step.bf16_dense:
+        settings = dataclasses.replace(settings, bf16_dense=False)
     start = time.perf_counter()
     evaluation = train_network(build, data, fidelity, settings)
     seconds = time.perf_counter() - start
@@ -334,10 +340,10 @@ def history_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.
     try:
         for _ in range(repeats):
             for depth in (1, 4):
-                for variant, (_, _, huge_pages) in HISTORY.items():
-                    result = pools[huge_pages].submit(_timed_evaluate, depth, variant, *args).result()
+                for variant, step in HISTORY.items():
+                    result = pools[step.huge_pages].submit(_timed_evaluate, depth, variant, *args).result()
                     seconds, accuracy, setting = result
-                    assert setting == ("1" if huge_pages else "0"), (
+                    assert setting == ("1" if step.huge_pages else "0"), (
                         f"{variant} ran with huge pages {setting!r}"
                     )
                     times.setdefault((depth, variant), []).append((seconds, accuracy))
