@@ -51,9 +51,9 @@ from sb3_nas.estimation import (
     configure_threads,
     get_fidelity,
     open_memo,
+    precisions_accepted,
 )
 from sb3_nas.estimation.memo import DEFAULT_MEMO_URL
-from sb3_nas.experiment import precisions_accepted
 
 # Middle-fidelity candidates: the paper's network and optimiser, smaller inputs and fewer epochs (the lr step
 # every 3 of 6 epochs, as the cpu fidelity), the paper's three channels; every training image of the tasks.
@@ -105,11 +105,10 @@ def run_study(args, fidelities, reference, networks, out: Path) -> pd.DataFrame:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, FIELDS)
         writer.writeheader()
+        accepted = precisions_accepted(args.accept_precision)
         for task in split_list(args.tasks):
             estimators = {
-                f.name: PerformanceEstimator(
-                    task, f, memo, args.device, accept_precision=precisions_accepted(args.accept_precision)
-                )
+                f.name: PerformanceEstimator(task, f, memo, args.device, accept_precision=accepted)
                 for f in [*fidelities, reference]
             }
             for i, (group, nsc) in enumerate(networks, start=1):

@@ -15,13 +15,13 @@ from pathlib import Path
 from sb3_nas.cli import ArgumentParser, add_shared, default_out, print_results, run_command
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.errors import UsageError
+from sb3_nas.estimation import precisions_accepted
 from sb3_nas.estimation.memo import MEMO_URL_ENV
 from sb3_nas.experiment import (
     ALGOS,
     DEFAULT_CHECKPOINT_EVERY,
     REDUCED_TIMESTEPS,
     RunConfig,
-    precisions_accepted,
     read_config_file,
     read_run_config,
     run,

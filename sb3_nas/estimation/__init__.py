@@ -9,6 +9,7 @@ from sb3_nas.estimation.estimator import (
     memo_key,
     open_memo,
     precision_of,
+    precisions_accepted,
     training_precision,
 )
 from sb3_nas.estimation.fidelity import (
@@ -85,5 +86,6 @@ __all__ = [
     "resolve_device",
     "train_network",
     "precision_of",
+    "precisions_accepted",
     "training_precision",
 ]

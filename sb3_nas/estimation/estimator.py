@@ -89,6 +89,15 @@ def accepted_precisions(own: str, accept: str | Iterable[str] | None = None) -> 
     return tuple(dict.fromkeys([own, *names]))
 
 
+def precisions_accepted(names: str | Sequence[str]) -> tuple[str, ...]:
+    """Memo precisions other than the device's own that may answer (``"any"``: all of them, spelled out);
+    raises a one-line :class:`~sb3_nas.errors.InputError` naming an unknown precision."""
+    names = [names] if isinstance(names, str) else [str(name) for name in names]
+    if names == [ANY_PRECISION]:
+        return KNOWN_PRECISIONS
+    return accepted_precisions(names[0], names) if names else ()
+
+
 def open_memo(memo: RewardMemo | str | None) -> RewardMemo:
     """A ``RewardMemo`` from an instance, a URL or path, or ``None`` for the default location."""
     if isinstance(memo, RewardMemo):

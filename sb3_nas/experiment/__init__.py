@@ -14,7 +14,6 @@ from sb3_nas.experiment.config import (
     RunConfig,
     RunFolderError,
     memo_location,
-    precisions_accepted,
     read_config_file,
     read_run_config,
 )
@@ -85,7 +84,6 @@ __all__ = [
     "make_env",
     "make_vec_env",
     "memo_location",
-    "precisions_accepted",
     "paper_timesteps",
     "prepare_run_folder",
     "read_config_file",

@@ -20,17 +20,15 @@ from sb3_nas.data import load_dataset
 from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
 from sb3_nas.errors import InputError, UsageError
 from sb3_nas.estimation import (
-    ANY_PRECISION,
     AUTO,
-    KNOWN_PRECISIONS,
     Fidelity,
     RewardMemo,
-    accepted_precisions,
     check_data_fits,
     default_memo_url,
     get_fidelity,
     masked_url,
     open_memo,
+    precisions_accepted,
     resolve_device,
 )
 from sb3_nas.experiment.hyperparams import check_keys, load_hyperparams, resolve_fractions
@@ -223,15 +221,6 @@ class RunConfig:
         path = folder / CONFIG_FILE
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
         return path
-
-
-def precisions_accepted(names: str | Sequence[str]) -> tuple[str, ...]:
-    """Memo precisions other than the device's own that may answer (``"any"``: all of them, spelled out);
-    raises a one-line :class:`~sb3_nas.errors.InputError` naming an unknown precision."""
-    names = [names] if isinstance(names, str) else [str(name) for name in names]
-    if names == [ANY_PRECISION]:
-        return KNOWN_PRECISIONS
-    return accepted_precisions(names[0], names) if names else ()
 
 
 def memo_location(memo: str | RewardMemo | None) -> str:
