@@ -90,13 +90,15 @@ def hyperparams_value(text: str) -> tuple[str, Any]:
 SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "envs": (("--envs",), {"type": split_list, "metavar": "DATASETS",
                            "help": "datasets in order, comma-separated: built-in task names or specs "
-                                   "(folder:PATH, npz:PATH, tfrecords:PATH, torchvision:NAME[:ROOT])"}),
+                                   "(folder:PATH, npz:PATH, tfrecords:PATH, torchvision:NAME[:ROOT]), or "
+                                   "tabular benchmarks (nbgraph:DATASET, nb201:cifar10[/METRIC])"}),
     "timesteps": (("--timesteps", "-n"), {"type": timesteps_value, "metavar": "T",
                                           "help": "t_max per environment: one count for all, one per "
                                                   "environment (comma-separated), or 'paper'"}),
-    "fidelity": (("--fidelity",), {"default": DEFAULT_FIDELITY, "metavar": "NAME[,setting=value...]",
-                                   "help": f"how networks are trained and scored: {', '.join(FIDELITIES)}, "
-                                           "with optional overrides such as cpu,batch_size=64"}),
+    "fidelity": (("--fidelity",), {"default": None, "metavar": "NAME[,setting=value...]",
+                                   "help": f"how networks are trained and scored: {', '.join(FIDELITIES)} "
+                                           f"(default {DEFAULT_FIDELITY}), with optional overrides such as "
+                                           "cpu,batch_size=64; not for tabular benchmarks"}),
     "memo": (("--memo",), {"metavar": "URL", "help": "reward memo: a SQLAlchemy URL or a file path "
                                                     "(default $SB3_NAS_MEMO, else results/memo.sqlite)"}),
     "device": (("--device",), {"default": AUTO, "help": "where networks train: auto (a GPU when there is "

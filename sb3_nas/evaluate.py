@@ -48,7 +48,7 @@ def followed_settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[st
     if (model.parent / CONFIG_FILE).is_file():
         source = read_run_config(model.parent)
         trained = {
-            "fidelity": source.fidelity.name,
+            "fidelity": None if source.tabular else source.fidelity.name,
             "sigma": source.sigma,
             "multi_branch": source.multi_branch,
         }
@@ -61,6 +61,8 @@ def followed_settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[st
     for name in FOLLOWED:
         given = getattr(args, name)
         settings[name] = trained[name] if given is None else given
+        if given is None and trained[name] is None:
+            continue  # a tabular training run has no fidelity to follow
         if given is None:
             lines.append(f"{name} {settings[name]} from {origin}")
         elif given != trained[name]:
@@ -78,9 +80,7 @@ def execute(args: argparse.Namespace) -> int:
         print(line)
     out = Path(args.out) if args.out else default_out("evaluate")
     run(config, out, not args.no_progress, overwrite=args.overwrite, tensorboard_log=args.tensorboard_log)
-    print_results(
-        f"frozen policy {args.model} on {', '.join(config.envs)} ({config.fidelity.name} fidelity):", out
-    )
+    print_results(f"frozen policy {args.model} on {', '.join(config.envs)} ({config.estimation}):", out)
     return 0
 
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command
 from sb3_nas.errors import UsageError
-from sb3_nas.estimation import default_memo_url, masked_url
+from sb3_nas.estimation import default_memo_url, is_table_spec, masked_url
 from sb3_nas.experiment import resolve_timesteps
 from sb3_nas.tuning import (
     DEFAULT_STORAGE,
@@ -84,6 +84,8 @@ def apply_overrides(sweep: Sweep, args: argparse.Namespace) -> Sweep:
         changes["timesteps"] = resolve_timesteps(args.timesteps, len(envs), sweep.algo)
     if args.fidelity is not None:
         changes["fidelity"] = args.fidelity
+    elif args.envs is not None and all(is_table_spec(env) for env in envs):
+        changes["fidelity"] = None  # the file's fidelity does not apply to a tabular benchmark
     if args.seed is not None:
         changes["seed"] = args.seed
     if args.n_trials is not None:
@@ -110,7 +112,7 @@ def report(study: optuna.Study, ran: list[int], storage: str) -> str:
 
 def execute(args: argparse.Namespace) -> int:
     sweep = apply_overrides(load_sweep(sweep_path(args.sweep)), args)
-    name = args.study_name or f"{sweep.name}-{sweep.fidelity}-{'-'.join(map(str, sweep.timesteps))}"
+    name = args.study_name or f"{sweep.name}-{sweep.estimation}-{'-'.join(map(str, sweep.timesteps))}"
     memo = args.memo or (args.storage if is_server_url(args.storage) else default_memo_url())
     make_config(sweep, {}, memo, check_data=True)  # what would fail every trial fails now, once
     study, _ = create_or_resume(open_storage(args.storage), name, sweep)

@@ -103,7 +103,7 @@ def execute(args: argparse.Namespace) -> int:
         kept = "" if resume else f"what was recorded is in {out}; "
         print(f"interrupted; {kept}continue with --resume {out}", file=sys.stderr)
         return 130
-    title = f"{config.algo} on {', '.join(config.envs)} ({config.fidelity.name} fidelity)"
+    title = f"{config.algo} on {', '.join(config.envs)} ({config.estimation})"
     print_results(f"{title}, resumed:" if resume else f"{title}:", out)
     return 0
 

@@ -264,7 +264,7 @@ def corrupt_members(trained_path):
         "garbage": ({"policy__pth": b"not a tensor file"}, "has a corrupt policy.pth"),
         "truncated": ({"policy__pth": policy[: len(policy) // 2]}, "has a corrupt policy.pth"),
         "not a state dict": ({"policy__pth": saved["list"]}, "has a corrupt policy.pth"),
-        "reshaped": ({"policy__pth": saved["reshaped"]}, "fits neither the chain nor the multi-branch"),
+        "reshaped": ({"policy__pth": saved["reshaped"]}, "fits no search space (chain, multi-branch"),
         "missing key": ({"policy__pth": saved["missing"]}, "its policy.pth lacks value_net.bias"),
         "optimizer": ({"policy__optimizer__pth": b"\x00" * 64}, "has a corrupt policy.optimizer.pth"),
     }

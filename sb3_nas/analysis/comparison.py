@@ -15,12 +15,18 @@ The scores, per run and environment:
 - **distinct networks trained**: valid networks told apart by their canonical form
   (:func:`sb3_nas.space.canonical_network`), whether this run trained them or found them in the memo.
 
+On a tabular benchmark the best accuracy is the best **validation** accuracy (the reward), and two scores join
+them, as the benchmarks' protocol asks: the **test accuracy** of the architecture chosen by validation (the
+first step of the best validation accuracy) and its **regret**, the table's best test accuracy minus it. The
+sample-efficiency curves are drawn against steps and against distinct architectures queried.
+
 The statistics are those of :mod:`sb3_nas.analysis.few_seeds`; running the runs is
 :mod:`sb3_nas.experiment.comparison`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -47,7 +53,7 @@ from sb3_nas.analysis.few_seeds import (
 )
 from sb3_nas.analysis.figures import band_trace, run_color
 from sb3_nas.analysis.run import load_run
-from sb3_nas.estimation import masked_url
+from sb3_nas.estimation import TableEstimator, is_table_spec, masked_url
 from sb3_nas.experiment.comparison import ACTIONS, TIMING_FILE, PlannedRun
 from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.space import InvalidNSC, canonical_network, validate_nsc
@@ -59,9 +65,15 @@ CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of t_max: the curve's points in the 
 ALL_ENVS = "all environments"
 SCORES = {  # id → (title, format); {k} is the number of last episodes
     "best_accuracy": ("best accuracy", "{:.4f}"),
+    "test_accuracy": ("test accuracy of the best by validation", "{:.4f}"),
+    "regret": ("test regret against the table's best", "{:.4f}"),
     "last_best_reward": ("mean best reward of the last {k} episodes", "{:.4f}"),
     "networks": ("distinct networks trained", "{:.1f}"),
 }
+NSC_SCORES = ("best_accuracy", "last_best_reward", "networks")
+TABULAR_SCORES = ("best_accuracy", "test_accuracy", "regret", "last_best_reward", "networks")
+TABULAR_TITLES = {"best_accuracy": "best validation accuracy", "networks": "distinct architectures queried"}
+LOWER_IS_BETTER = frozenset({"regret"})  # no probability of improvement: test accuracy's says the same
 
 
 # -- the scores of one run ----------------------------------------------------------------------------------
@@ -84,20 +96,58 @@ class RunRecord:
     memo_hit_rate: float = math.nan
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     curves: dict[str, np.ndarray] = field(default_factory=dict)
+    distinct: dict[str, np.ndarray] = field(default_factory=dict)  # distinct networks met up to each step
+
+
+def _network_keys(steps: pd.DataFrame) -> list[str | None]:
+    """Each step's network in canonical form, ``None`` for an invalid one: the ``network`` column where the
+    run recorded it (tabular benchmarks), else the canonical form of its NSC (valid and built)."""
+    valid = steps["valid"].astype(bool).to_numpy()
+    if (
+        "network" in steps
+        and "test_accuracy" in steps
+        and pd.to_numeric(steps["test_accuracy"], errors="coerce").notna().any()
+    ):
+        return [str(key) if ok else None for key, ok in zip(steps["network"], valid, strict=True)]
+    if "n_params" in steps:
+        valid &= steps["n_params"].fillna(0).astype(float).to_numpy() > 0
+    keys: list[str | None] = []
+    for text, ok in zip(steps["nsc"], valid, strict=True):
+        try:
+            keys.append(canonical_network(validate_nsc(json.loads(text))) if ok else None)
+        except (InvalidNSC, ValueError, TypeError):
+            keys.append(None)
+    return keys
+
+
+def distinct_so_far(steps: pd.DataFrame) -> np.ndarray:
+    """The number of distinct valid networks met up to each step."""
+    seen: set[str] = set()
+    counts = np.zeros(len(steps), dtype=int)
+    for position, key in enumerate(_network_keys(steps)):
+        if key is not None:
+            seen.add(key)
+        counts[position] = len(seen)
+    return counts
 
 
 def distinct_networks(steps: pd.DataFrame) -> int:
     """Valid networks (built, with parameters) among ``steps``, told apart by their canonical form."""
-    valid = steps["valid"].astype(bool)
-    if "n_params" in steps:
-        valid &= steps["n_params"].fillna(0).astype(float) > 0
-    networks = set()
-    for text in steps.loc[valid, "nsc"]:
-        try:
-            networks.add(canonical_network(validate_nsc(json.loads(text))))
-        except (InvalidNSC, ValueError, TypeError):
-            continue
-    return len(networks)
+    return len({key for key in _network_keys(steps) if key is not None})
+
+
+@functools.cache
+def table_best_test(env: str) -> float:
+    """The best test accuracy of a tabular benchmark's table (what regret is measured against)."""
+    return TableEstimator(env).best_test_accuracy
+
+
+def chosen_test_accuracy(steps: pd.DataFrame) -> float:
+    """The test accuracy of the architecture of the best validation accuracy (its first step)."""
+    valid = steps[steps["valid"].astype(bool)]
+    if valid.empty:
+        return 0.0
+    return float(pd.to_numeric(valid["test_accuracy"]).loc[valid["accuracy"].astype(float).idxmax()])
 
 
 def best_so_far(steps: pd.DataFrame) -> np.ndarray:
@@ -126,12 +176,17 @@ def read_run_record(folder: str | Path, seed: int, last_episodes: int, action: s
         steps, episodes = loaded.env_steps(env), loaded.env_episodes(env)
         valid = steps[steps["valid"].astype(bool)]
         last = episodes["best_reward"].astype(float).to_numpy()[-last_episodes:]
+        distinct = distinct_so_far(steps)
         record.scores[env] = {
             "best_accuracy": float(valid["accuracy"].max()) if len(valid) else 0.0,
             "last_best_reward": float(last.mean()) if len(last) else math.nan,
-            "networks": float(distinct_networks(steps)),
+            "networks": float(distinct[-1]) if len(distinct) else 0.0,
         }
+        if is_table_spec(env):
+            test = chosen_test_accuracy(steps)
+            record.scores[env].update(test_accuracy=test, regret=table_best_test(env) - test)
         record.curves[env] = best_so_far(steps)
+        record.distinct[env] = distinct
     return record
 
 
@@ -159,9 +214,21 @@ class Comparison:
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     improvement: pd.DataFrame = field(default_factory=pd.DataFrame)
     curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    distinct_curves: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)  # x: distinct networks
+
+    @property
+    def tabular(self) -> bool:
+        """Whether the environments are a tabular benchmark's (validation rewards, test accuracy beside)."""
+        return all(is_table_spec(env) for env in self.envs)
+
+    @property
+    def score_ids(self) -> tuple[str, ...]:
+        """The scores of this comparison: :data:`TABULAR_SCORES` on a tabular benchmark, else the NSC ones."""
+        return TABULAR_SCORES if self.tabular else NSC_SCORES
 
     def score_title(self, score: str) -> str:
-        return SCORES[score][0].format(k=self.last_episodes)
+        title = TABULAR_TITLES.get(score, SCORES[score][0]) if self.tabular else SCORES[score][0]
+        return title.format(k=self.last_episodes)
 
     def interval(self, algo: str, env: str, score: str) -> Interval:
         row = self.scores[
@@ -216,7 +283,7 @@ def build_comparison(
     rows = []
     for algo in algos:
         for env in envs:
-            for score in SCORES:
+            for score in comparison.score_ids:
                 interval = iqm_interval(
                     values(algo, env, score), reps, cell_rng(seed, "iqm", algo, env, score)
                 )
@@ -233,7 +300,7 @@ def build_comparison(
                 )
     comparison.scores = pd.DataFrame(rows)
     rows = []
-    for score in SCORES:
+    for score in [score for score in comparison.score_ids if score not in LOWER_IS_BETTER]:
         for env in [*envs, ALL_ENVS] if len(envs) > 1 else envs:
             tasks = envs if env == ALL_ENVS else [env]
             for x in algos:
@@ -266,7 +333,22 @@ def build_comparison(
             comparison.curves[(algo, env)] = pd.DataFrame(
                 {"step": steps, "iqm": point, "low": low, "high": high}
             )
+            comparison.distinct_curves[(algo, env)] = _distinct_curve(by_algo[algo], env, reps, seed)
     return comparison
+
+
+def _distinct_curve(records: Sequence[RunRecord], env: str, reps: int, seed: int) -> pd.DataFrame:
+    """Best accuracy so far against distinct networks met: at counts every run of the algorithm reached."""
+    reached = min((int(r.distinct[env][-1]) if len(r.distinct[env]) else 0) for r in records)
+    counts = np.unique(np.rint(np.linspace(1, reached, min(CURVE_POINTS, reached))).astype(int))
+    if reached < 1:
+        return pd.DataFrame({"networks": [], "iqm": [], "low": [], "high": []})
+    curves = []
+    for record in records:
+        at = np.searchsorted(record.distinct[env], counts)  # the first step that met that many
+        curves.append(record.curves[env][at])
+    point, low, high = iqm_band(np.array(curves), reps, cell_rng(seed, "distinct", records[0].algo, env))
+    return pd.DataFrame({"networks": counts, "iqm": point, "low": low, "high": high})
 
 
 def _at_steps(curve: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -289,7 +371,7 @@ def compare_plan(
         algos,
         list(first.envs),
         timesteps,
-        fidelity=first.fidelity.name,
+        fidelity=first.estimation,
         memo=first.memo,
         last_episodes=last_episodes,
         reps=reps,
@@ -351,7 +433,9 @@ def _settings(comparison: Comparison) -> list[str]:
         f"algorithms: {', '.join(comparison.algos)}; seeds: {', '.join(map(str, comparison.seeds))} "
         f"({len(comparison.runs)} runs)",
         f"environments: {envs}",
-        f"fidelity: {comparison.fidelity}; memo: {comparison.memo}",
+        "rewards: table look-up (validation accuracy)"
+        if comparison.tabular
+        else f"fidelity: {comparison.fidelity}; memo: {comparison.memo}",
     ]
     if not same:
         lines += [f"budgets of {algo}: {text}" for algo, text in budgets.items()]
@@ -367,7 +451,12 @@ def _notes(comparison: Comparison) -> list[str]:
         "resamples; per environment the plain bootstrap over seeds).",
         "Scores per run and environment: the best accuracy of a valid network found; the mean best reward of "
         f"the last {k} finished NAS episodes (the sweeps' score; none without a finished episode); the "
-        "number of distinct valid networks (canonical form) trained or found in the memo.",
+        "number of distinct valid networks (canonical form) trained or found in the memo."
+        if not comparison.tabular
+        else "Scores per run and environment: the best validation accuracy found (the reward); the test "
+        "accuracy of the architecture chosen by it (never a reward) and its regret, the table's best test "
+        f"accuracy minus it; the mean best reward of the last {k} finished NAS episodes; the number of "
+        "distinct architectures (canonical form) queried.",
         "P(X > Y): the probability that a run of X scores higher than a run of Y, ties counting one half "
         "(rliable's probability of improvement); 'all environments' averages it over the environments.",
     ]
@@ -389,7 +478,7 @@ def render_markdown(comparison: Comparison) -> str:
     parts += ["## Scores: IQM over seeds [95% CI]", "", scores_markdown(c), ""]
     parts += ["## Probability of improvement P(X > Y) [95% CI]", ""]
     columns = list(dict.fromkeys(c.improvement["environment"])) if len(c.improvement) else []
-    for score in SCORES:
+    for score in [score for score in c.score_ids if score not in LOWER_IS_BETTER]:
         table = c.improvement[c.improvement["score"] == score] if len(c.improvement) else c.improvement
         if table.empty:
             parts += ["One algorithm: nothing to compare.", ""]
@@ -411,7 +500,11 @@ def render_markdown(comparison: Comparison) -> str:
             at = curve[curve["step"] == max(1, round(fraction * t_max))].iloc[0]
             cells.append(f"step {int(at['step'])}: " + Interval(at["iqm"], at["low"], at["high"]).format())
         rows.append([algo, env, t_max, *cells])
-    parts += [_md_table(header, rows, 2), "", "The whole curves are in the HTML report.", ""]
+    parts += [_md_table(header, rows, 2), ""]
+    if c.tabular:
+        parts += ["## Sample efficiency: best validation accuracy against distinct architectures queried", ""]
+        parts += [_md_table(*_distinct_rows(c), 2), ""]
+    parts += ["The whole curves are in the HTML report.", ""]
     parts += ["## Runs", "", _md_table(*_runs_rows(c), 4), ""]
     parts += ["## Scores per run", "", _md_table(*_run_scores_rows(c), 3), ""]
     return "\n".join(parts)
@@ -423,13 +516,29 @@ def scores_markdown(comparison: Comparison) -> str:
 
 
 def _scores_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
-    header = ["algorithm", "environment", "seeds", *[c.score_title(score) for score in SCORES]]
+    header = ["algorithm", "environment", "seeds", *[c.score_title(score) for score in c.score_ids]]
     rows = []
     for algo in c.algos:
         for env in c.envs:
-            intervals = {score: c.interval(algo, env, score) for score in SCORES}
+            intervals = {score: c.interval(algo, env, score) for score in c.score_ids}
             seeds = max(interval.n for interval in intervals.values())
-            rows.append([algo, env, seeds, *[intervals[s].format(SCORES[s][1]) for s in SCORES]])
+            rows.append([algo, env, seeds, *[intervals[s].format(SCORES[s][1]) for s in c.score_ids]])
+    return header, rows
+
+
+DISTINCT_POINTS = (10, 100, 1000)  # distinct architectures at which the Markdown table reads the curves
+
+
+def _distinct_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
+    header = ["algorithm", "environment", "distinct reached", *[f"at {n}" for n in DISTINCT_POINTS]]
+    rows = []
+    for (algo, env), curve in c.distinct_curves.items():
+        cells = []
+        for n in DISTINCT_POINTS:
+            at = curve[curve["networks"] >= n]
+            cells.append("—" if at.empty else Interval(*at.iloc[0][["iqm", "low", "high"]]).format())
+        reached = int(curve["networks"].max()) if len(curve) else 0
+        rows.append([algo, env, reached, *cells])
     return header, rows
 
 
@@ -451,11 +560,11 @@ def _runs_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
 
 
 def _run_scores_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
-    header = ["algorithm", "seed", "environment", *[c.score_title(score) for score in SCORES]]
+    header = ["algorithm", "seed", "environment", *[c.score_title(score) for score in c.score_ids]]
     rows = []
     for r in c.runs:
         for env in c.envs:
-            cells = [_value(r.scores[env][score], SCORES[score][1]) for score in SCORES]
+            cells = [_value(r.scores[env][score], SCORES[score][1]) for score in c.score_ids]
             rows.append([r.algo, r.seed, env, *cells])
     return header, rows
 
@@ -487,10 +596,10 @@ def scores_figure(comparison: Comparison) -> go.Figure:
     """IQM per algorithm and environment, one panel per score, the 95% interval as error bars."""
     c = comparison
     figure = make_subplots(
-        rows=1, cols=len(SCORES), subplot_titles=[c.score_title(score) for score in SCORES]
+        rows=1, cols=len(c.score_ids), subplot_titles=[c.score_title(score) for score in c.score_ids]
     )
     for index, algo in enumerate(c.algos):
-        for column, score in enumerate(SCORES, start=1):
+        for column, score in enumerate(c.score_ids, start=1):
             table = c.scores[(c.scores["algorithm"] == algo) & (c.scores["score"] == score)]
             iqms, low, high = (table[key].to_numpy(dtype=float) for key in ("iqm", "low", "high"))
             text = [
@@ -530,17 +639,23 @@ def _staircase(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(x, 2)[1:], np.repeat(y, 2)[:-1]
 
 
-def curves_figure(comparison: Comparison) -> go.Figure:
-    """Best accuracy so far against the environment's steps: IQM over seeds, the 95% interval as a band."""
+def curves_figure(comparison: Comparison, against: str = "steps") -> go.Figure:
+    """Best accuracy so far against the environment's steps (``against="networks"``: against the distinct
+    networks met): IQM over seeds, the 95% interval as a band."""
     c = comparison
+    x_column, x_title = "step", "environment steps"
+    if against != "steps":
+        x_column, x_title = "networks", "distinct architectures queried" if c.tabular else "distinct networks"
+    y_title = "best validation accuracy so far" if c.tabular else "best accuracy so far"
+    all_curves = c.curves if against == "steps" else c.distinct_curves
     columns = min(3, len(c.envs))
     rows = math.ceil(len(c.envs) / columns)
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=c.envs)
     for position, env in enumerate(c.envs):
         row, col = position // columns + 1, position % columns + 1
         for index, algo in enumerate(c.algos):
-            curve = c.curves[(algo, env)]
-            steps = curve["step"].to_numpy()
+            curve = all_curves[(algo, env)]
+            steps = curve[x_column].to_numpy()
             if curve["low"].notna().all():
                 x_high, y_high = _staircase(steps, curve["high"].to_numpy())
                 x_low, y_low = _staircase(steps, curve["low"].to_numpy())
@@ -556,13 +671,13 @@ def curves_figure(comparison: Comparison) -> go.Figure:
                     legendgroup=algo,
                     showlegend=position == 0,
                     line={"color": run_color(index)},
-                    hovertemplate="step %{x}: IQM %{y:.4f}<extra>" + algo + "</extra>",
+                    hovertemplate=x_column + " %{x}: IQM %{y:.4f}<extra>" + algo + "</extra>",
                 ),
                 row=row,
                 col=col,
             )
-        figure.update_xaxes(title_text="environment steps", row=row, col=col)
-        figure.update_yaxes(title_text="best accuracy so far", row=row, col=col)
+        figure.update_xaxes(title_text=x_title, row=row, col=col)
+        figure.update_yaxes(title_text=y_title, row=row, col=col)
     figure.update_layout(height=360 * rows + 80, legend={"orientation": "h", "y": -0.15}, margin={"t": 60})
     return figure
 
@@ -583,6 +698,16 @@ def render_html(comparison: Comparison) -> str:
         "curves": (
             "Sample efficiency: best accuracy so far, IQM over seeds with its 95% CI",
             figure_html(curves_figure(c), "curves"),
+        ),
+        **(
+            {
+                "distinct": (
+                    "Sample efficiency: best validation accuracy against distinct architectures queried",
+                    figure_html(curves_figure(c, "networks"), "distinct"),
+                )
+            }
+            if c.tabular
+            else {}
         ),
         "runs": ("Runs", _html_table(*_runs_rows(c))),
         "per-run": ("Scores per run", _html_table(*_run_scores_rows(c))),
@@ -610,7 +735,7 @@ def _improvement_html(c: Comparison) -> str:
         return "<p>One algorithm: nothing to compare.</p>"
     columns = list(dict.fromkeys(c.improvement["environment"]))
     parts = []
-    for score in SCORES:
+    for score in [score for score in c.score_ids if score not in LOWER_IS_BETTER]:
         table = c.improvement[c.improvement["score"] == score]
         rows = _improvement_rows(table, columns)
         parts.append(f"<h3>{escape(c.score_title(score))}</h3>{_html_table(['X', 'Y', *columns], rows)}")

@@ -1,4 +1,5 @@
-"""Performance estimation (§4.1.2, §5): fidelities, the early-stop trainer and the reward memo."""
+"""Performance estimation (§4.1.2, §5): fidelities, the early-stop trainer and the reward memo; and the
+look-up of tabular benchmarks (:mod:`sb3_nas.estimation.lookup`)."""
 
 from sb3_nas.estimation.device import AUTO, DeviceError, SpeedSettings, configure_threads, resolve_device
 from sb3_nas.estimation.estimator import (
@@ -21,6 +22,14 @@ from sb3_nas.estimation.fidelity import (
     get_fidelity,
     register_fidelity,
 )
+from sb3_nas.estimation.lookup import (
+    NOT_IN_TABLE,
+    TableEntry,
+    TableEstimator,
+    TableSpec,
+    is_table_spec,
+    parse_table_spec,
+)
 from sb3_nas.estimation.memo import (
     DEFAULT_MEMO_URL,
     KNOWN_PRECISIONS,
@@ -36,6 +45,8 @@ from sb3_nas.estimation.memo import (
     key_problem,
     masked_url,
 )
+from sb3_nas.estimation.safe_pickle import TablePickleError, load_restricted
+from sb3_nas.estimation.tables import BENCHMARKS, Benchmark, BenchmarkError
 from sb3_nas.estimation.trainer import (
     Evaluation,
     PreparedData,
@@ -48,6 +59,17 @@ from sb3_nas.estimation.trainer import (
 
 __all__ = [
     "ANY_PRECISION",
+    "BENCHMARKS",
+    "Benchmark",
+    "BenchmarkError",
+    "NOT_IN_TABLE",
+    "TableEntry",
+    "TableEstimator",
+    "TablePickleError",
+    "TableSpec",
+    "is_table_spec",
+    "load_restricted",
+    "parse_table_spec",
     "AUTO",
     "DEFAULT_FIDELITY",
     "DEFAULT_MEMO_URL",

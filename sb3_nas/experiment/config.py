@@ -17,15 +17,17 @@ from typing import Any
 import yaml
 
 from sb3_nas.data import load_dataset
-from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID
+from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID, TABULAR_ENV_IDS
 from sb3_nas.errors import InputError, UsageError
 from sb3_nas.estimation import (
     AUTO,
     Fidelity,
     RewardMemo,
+    TableEstimator,
     check_data_fits,
     default_memo_url,
     get_fidelity,
+    is_table_spec,
     masked_url,
     open_memo,
     precisions_accepted,
@@ -47,9 +49,11 @@ class RunConfig:
     """A checked run: which algorithm on which environments, for how long, scored how.
 
     :param algo: a name of :data:`~sb3_nas.experiment.ALGOS`
-    :param envs: dataset names or paths, in the order the run visits them
+    :param envs: dataset names, paths or specs, or task specs of one tabular benchmark (``nbgraph:cora``), in
+        the order the run visits them
     :param timesteps: t_max per environment
-    :param fidelity: how each sampled network is trained and scored
+    :param fidelity: how each sampled network is trained and scored (unused on a tabular benchmark, whose
+        rewards are look-ups)
     :param memo: the reward memo's URL (its password, if any, is never written to a file)
     :param seed: seeds the agent, the environments and the random search
     :param multi_branch: the multi-branch space (Experiment 3) instead of chains
@@ -81,7 +85,17 @@ class RunConfig:
     @property
     def env_id(self) -> str:
         """The Gymnasium id of the space searched: the key of the zoo config files."""
-        return MULTI_BRANCH_ENV_ID if self.multi_branch else CHAIN_ENV_ID
+        return space_env_id(self.envs, self.multi_branch)
+
+    @property
+    def tabular(self) -> bool:
+        """Whether the environments are a tabular benchmark's (rewards by look-up, no fidelity)."""
+        return self.env_id in TABULAR_ENV_IDS.values()
+
+    @property
+    def estimation(self) -> str:
+        """How rewards are obtained, in words: ``table look-up`` or ``<fidelity> fidelity``."""
+        return "table look-up" if self.tabular else f"{self.fidelity.name} fidelity"
 
     @property
     def frozen(self) -> bool:
@@ -127,6 +141,11 @@ class RunConfig:
         if repeated:  # records, hyper-parameters and resuming tell environments apart by name
             raise UsageError(f"--envs names {', '.join(repeated)} more than once")
         timesteps = resolve_timesteps(timesteps, len(envs), algo, multi_branch, model is not None)
+        env_id = space_env_id(envs, multi_branch)
+        if env_id in TABULAR_ENV_IDS.values() and fidelity is not None:
+            raise UsageError(
+                f"--fidelity does not apply to {envs[0]}: a tabular benchmark's rewards are look-ups"
+            )
         fidelity = get_fidelity(fidelity)
         resolve_device(device)
         if not 0.0 <= sigma <= 1.0:
@@ -136,7 +155,6 @@ class RunConfig:
         if n_envs > 1 and algo in META_RL_ALGOS:
             raise UsageError(f"{algo} is a one-worker algorithm (§4.2.5): --n-envs must be 1")
         memo_url = memo_location(memo)
-        env_id = MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID
         per_env: dict[str, dict[str, Any]] = {}
         if model is None:
             base = load_hyperparams(algo, env_id, ALGOS[algo], conf_file)
@@ -153,7 +171,10 @@ class RunConfig:
         )  # fmt: skip
         if check_data:
             for dataset in envs:  # an unknown name, a broken file or data the fidelity cannot use stop here
-                check_data_fits(load_dataset(dataset), fidelity)
+                if config.tabular:
+                    TableEstimator(dataset)  # decoded once, now: a missing package or table stops here
+                else:
+                    check_data_fits(load_dataset(dataset), fidelity)
         return config
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -169,7 +190,7 @@ class RunConfig:
             "algo": self.algo,
             "envs": list(self.envs),
             "timesteps": list(self.timesteps),
-            "fidelity": self.fidelity.name,
+            "fidelity": None if self.tabular else self.fidelity.name,
             "seed": self.seed,
             "env_id": self.env_id,
             "sigma": self.sigma,
@@ -193,7 +214,7 @@ class RunConfig:
         try:
             envs = tuple(str(env) for env in table["envs"])
             timesteps = tuple(int(t) for t in table["timesteps"])
-            fidelity = get_fidelity(str(table["fidelity"]))
+            fidelity = get_fidelity(None if table["fidelity"] is None else str(table["fidelity"]))
             recorded = str(table.get("memo") or "")
             algo = str(table.get("algo", "meta_a2c"))
             frozen = bool(table.get("frozen_policy", False))
@@ -221,6 +242,22 @@ class RunConfig:
         path = folder / CONFIG_FILE
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
         return path
+
+
+def space_env_id(envs: Sequence[str], multi_branch: bool = False) -> str:
+    """The Gymnasium id of the space ``envs`` are searched in: the NSC chain or multi-branch space, or the
+    one tabular benchmark all of them belong to (a policy carries over only within one space)."""
+    benchmarks = {env.partition(":")[0] for env in envs if is_table_spec(env)}
+    if not benchmarks:
+        return MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID
+    if len(benchmarks) > 1 or len(benchmarks) == 1 and not all(is_table_spec(env) for env in envs):
+        raise UsageError(
+            f"--envs {','.join(envs)} mixes search spaces: a run searches one (image datasets, or the task "
+            "specs of one tabular benchmark)"
+        )
+    if multi_branch:
+        raise UsageError(f"--multi-branch is the NSC space's; {envs[0]} is a tabular benchmark's")
+    return TABULAR_ENV_IDS[benchmarks.pop()]
 
 
 def memo_location(memo: str | RewardMemo | None) -> str:

@@ -9,19 +9,30 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from sb3_nas.algos import MetaRLWrapper
-from sb3_nas.envs import NasEnv
-from sb3_nas.estimation import PerformanceEstimator, RewardMemo, configure_threads
+from sb3_nas.envs import NasEnv, TabularNasEnv
+from sb3_nas.estimation import (
+    PerformanceEstimator,
+    RewardMemo,
+    TableEstimator,
+    configure_threads,
+    is_table_spec,
+)
 from sb3_nas.experiment.config import RunConfig
 
 
 def make_env(config: RunConfig, dataset: str, memo: RewardMemo | str, t_max: int) -> gym.Env:
-    """The NAS environment of one dataset, in the meta-RL wrapper (a trial of ``t_max`` steps) for meta-RL."""
-    estimator = PerformanceEstimator(
-        dataset, config.fidelity, memo, config.device, accept_precision=config.accept_precision
-    )
-    env: gym.Env = NasEnv(
-        estimator=estimator, multi_branch=config.multi_branch, sigma=config.sigma, memo_info=True
-    )  # records keep memo_hit
+    """The NAS environment of one dataset (a tabular benchmark's look-ups for a task spec), in the meta-RL
+    wrapper (a trial of ``t_max`` steps) for meta-RL."""
+    env: gym.Env
+    if is_table_spec(dataset):
+        env = TabularNasEnv(estimator=TableEstimator(dataset))
+    else:
+        estimator = PerformanceEstimator(
+            dataset, config.fidelity, memo, config.device, accept_precision=config.accept_precision
+        )
+        env = NasEnv(
+            estimator=estimator, multi_branch=config.multi_branch, sigma=config.sigma, memo_info=True
+        )  # records keep memo_hit
     if config.meta_rl:
         env = MetaRLWrapper(env, trial_steps=t_max)
     return env

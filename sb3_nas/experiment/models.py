@@ -39,9 +39,9 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from sb3_nas.algos import MetaA2C, MetaRLWrapper
-from sb3_nas.envs import NasEnv
+from sb3_nas.envs import NasEnv, TabularNasEnv
 from sb3_nas.errors import ModelError
-from sb3_nas.estimation import PerformanceEstimator
+from sb3_nas.estimation import BENCHMARKS, PerformanceEstimator
 
 MODEL_FILE = "model.zip"  # a meta-RL run's policy, beside its config.yml
 DATA, POLICY, OPTIMIZER = "data", "policy.pth", "policy.optimizer.pth"
@@ -369,17 +369,34 @@ def _policy_shapes(path: Path, state: dict[str, th.Tensor]) -> tuple[int, int]:
         raise ModelError(f"model file {path} has no MetaA2C LSTM policy in its {POLICY}") from None
 
 
+class _SpacesOnly(gym.Env):
+    """An environment that only declares its spaces: what ``MetaRLWrapper`` needs to derive its own."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.observation_space, self.action_space = observation_space, action_space
+
+
+def search_spaces() -> dict[str, tuple[gym.Space, gym.Space]]:
+    """The spaces MetaA2C sees (in the meta-RL wrapper) on each search space, by name: the NSC chain and
+    multi-branch spaces and each tabular benchmark's."""
+    spaces = {"chain": nas_spaces(False), "multi-branch": nas_spaces(True)}
+    for benchmark in BENCHMARKS.values():
+        wrapped = MetaRLWrapper(_SpacesOnly(*TabularNasEnv.spaces(benchmark.space)), trial_steps=1)
+        spaces[benchmark.title] = (wrapped.observation_space, wrapped.action_space)
+    return spaces
+
+
 def _nas_spaces_fitting(path: Path, policy_state: dict[str, th.Tensor]) -> tuple[gym.Space, gym.Space]:
-    """The chain or multi-branch NAS spaces (in the meta-RL wrapper) whose sizes the weights fit."""
+    """The search space (in the meta-RL wrapper) whose sizes the weights fit."""
     n_observations, n_actions = _policy_shapes(path, policy_state)
-    for multi_branch in (False, True):
-        observation_space, action_space = nas_spaces(multi_branch)
+    candidates = search_spaces()
+    for observation_space, action_space in candidates.values():
         fits = gym.spaces.flatdim(observation_space) == n_observations
         if fits and int(cast(gym.spaces.Discrete, action_space).n) == n_actions:
             return observation_space, action_space
     raise ModelError(
-        f"model file {path} fits neither the chain nor the multi-branch NAS space "
-        f"({n_observations} observations, {n_actions} actions)"
+        f"model file {path} fits no search space ({', '.join(candidates)}): {n_observations} observations, "
+        f"{n_actions} actions"
     )
 
 

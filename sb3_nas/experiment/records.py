@@ -22,8 +22,10 @@ from sb3_nas.experiment.files import replace_atomically
 
 STEP_COLUMNS = [
     "env", "step", "trial", "episode", "episode_step", "action", "reward", "accuracy", "valid", "memo_hit",
-    "n_params", "nsc", "reason",
+    "n_params", "nsc", "reason", "network", "test_accuracy", "architecture",
 ]  # fmt: skip
+# ``network`` is the canonical form of the state's network; ``test_accuracy`` and ``architecture`` (the
+# benchmark's own notation, JSON) are a tabular benchmark's, empty on the NSC space
 STEPS_FILE, EPISODES_FILE = "steps.csv", "episodes.csv"
 EPISODE_COLUMNS = [
     "env",
@@ -138,6 +140,8 @@ class RunRecorder(BaseCallback):
             "action": int(action), "reward": float(reward), "accuracy": float(info.get("accuracy", 0.0)),
             "valid": bool(info.get("valid", True)), "memo_hit": bool(info.get("memo_hit", False)),
             "n_params": int(info.get("n_params", 0)), "nsc": nsc, "reason": str(info.get("reason", "")),
+            "network": str(info.get("network", "")), "test_accuracy": info.get("test_accuracy", ""),
+            "architecture": json.dumps(info["architecture"]) if "architecture" in info else "",
         })  # fmt: skip
         if self.writer is not None:
             self.writer.write(STEPS_FILE, self.steps[-1])
@@ -214,15 +218,28 @@ def best_per_env(out: Path) -> str:
     lines = []
     for env, rows in steps.groupby("env", sort=False):
         best = rows.loc[rows["accuracy"].idxmax()]
-        hit_rate = rows["memo_hit"].mean()
-        lines.append(f"  {env}: best accuracy {best['accuracy']:.4f} at step {best['step']} "
-                     f"({len(rows)} steps, memo hit rate {hit_rate:.0%}) {best['nsc']}")  # fmt: skip
+        if tabular_steps(rows):
+            distinct = rows.loc[rows["valid"].astype(bool), "network"].nunique()
+            lines.append(f"  {env}: best validation accuracy {best['accuracy']:.4f} at step {best['step']}, "
+                         f"its test accuracy {best['test_accuracy']:.4f} ({len(rows)} steps, {distinct} "
+                         f"distinct architectures) {best['architecture']}")  # fmt: skip
+        else:
+            hit_rate = rows["memo_hit"].mean()
+            lines.append(f"  {env}: best accuracy {best['accuracy']:.4f} at step {best['step']} "
+                         f"({len(rows)} steps, memo hit rate {hit_rate:.0%}) {best['nsc']}")  # fmt: skip
         invalid = rows[~rows["valid"].astype(bool)]
         if len(invalid) and "reason" in rows:
             reasons = Counter(invalid["reason"].fillna("").map(reason_kind))
             counted = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common())
             lines.append(f"    {len(invalid)} networks scored 0: {counted}")
     return "\n".join(lines)
+
+
+def tabular_steps(steps: pd.DataFrame) -> bool:
+    """Whether ``steps`` come from a tabular benchmark (they record a test accuracy)."""
+    if "test_accuracy" not in steps:
+        return False
+    return bool(pd.to_numeric(steps["test_accuracy"], errors="coerce").notna().any())
 
 
 def reason_kind(reason: str) -> str:

@@ -29,7 +29,8 @@ PROGRESS_BEFORE = (
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame(columns=columns)
-    return pd.read_csv(path, keep_default_na=False, dtype={"nsc": str, "best_nsc": str, "reason": str})
+    text_columns = ("nsc", "best_nsc", "reason", "network", "architecture")
+    return pd.read_csv(path, keep_default_na=False, dtype=dict.fromkeys(text_columns, str))
 
 
 def _replace_csv(frame: pd.DataFrame, path: Path) -> None:

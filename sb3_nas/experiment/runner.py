@@ -283,7 +283,8 @@ def _run_frozen(
         env = make_env(config, dataset, memo, t_max)
         if env.observation_space != model.observation_space or env.action_space != model.action_space:
             space = "multi-branch" if config.multi_branch else "chain"
-            raise ModelError(f"model {config.model} was not trained on the {space} space it is evaluated on")
+            space = config.env_id if config.tabular else f"{space} space"
+            raise ModelError(f"model {config.model} was not trained on the {space} it is evaluated on")
         run_frozen_trial(model, env, t_max, recorder, config.seed)
 
 

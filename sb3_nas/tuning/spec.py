@@ -21,7 +21,7 @@ import yaml
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.envs import CHAIN_ENV_ID
 from sb3_nas.errors import InputError
-from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY
+from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY, is_table_spec
 from sb3_nas.experiment import ALGOS, REDUCED_TIMESTEPS, accepted_keys, load_hyperparams
 from sb3_nas.experiment.hyperparams import ZOO_KEYS
 
@@ -103,7 +103,7 @@ class Sweep:
     algo: str
     envs: tuple[str, ...]
     timesteps: tuple[int, ...]
-    fidelity: str
+    fidelity: str | None  # None: the default, or no fidelity at all on a tabular benchmark
     seed: int
     objective: Objective
     params: tuple[Param, ...]
@@ -119,11 +119,18 @@ class Sweep:
         """The file's stem: ``meta_a2c`` for ``sweeps/meta_a2c.yml``."""
         return self.path.stem
 
+    @property
+    def estimation(self) -> str:
+        """The fidelity's name, or ``table`` on a tabular benchmark (part of the default study name)."""
+        if all(is_table_spec(env) for env in self.envs):
+            return "table"
+        return self.fidelity or DEFAULT_FIDELITY
+
     def identity(self) -> dict[str, Any]:
         """The settings that define the objective and the space, stored as the study's user attribute."""
         return {
             "algo": self.algo, "envs": list(self.envs), "timesteps": list(self.timesteps),
-            "fidelity": self.fidelity, "seed": self.seed, "objective": asdict(self.objective),
+            "fidelity": self.estimation, "seed": self.seed, "objective": asdict(self.objective),
             "search_space": {p.name: p.describe() for p in self.search_space},
         }  # fmt: skip
 
@@ -297,7 +304,7 @@ def load_sweep(path: str | Path) -> Sweep:
         algo=algo,
         envs=tuple(envs),
         timesteps=tuple(timesteps * len(envs) if len(timesteps) == 1 else timesteps),
-        fidelity=str(run.get("fidelity", DEFAULT_FIDELITY)),
+        fidelity=None if run.get("fidelity") is None else str(run["fidelity"]),
         seed=seed,
         objective=Objective(**objective_table),
         params=params,
