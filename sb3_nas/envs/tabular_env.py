@@ -67,6 +67,8 @@ class TabularNasEnv(gym.Env):
         self._index = self._default_index
         self._observation = self._initial.copy()
         self.distinct: set[str] = set()  # the canonical architectures met (``n_distinct``)
+        self._choices_at: dict[int, tuple[int, ...]] = {}
+        self._arch_strings: dict[int, str] = {}
         canonical = self.estimator.canonical
         self._canonical = canonical.tolist() if canonical is not None else None
 
@@ -167,7 +169,7 @@ class TabularNasEnv(gym.Env):
             "ended_by": ended_by,
         }
         if self.benchmark == nasbench201.BENCHMARK:
-            info["arch_str"] = nasbench201.arch_string(self.space.choices_of(self._index))
+            info["arch_str"] = self._arch_string(self._index)
         reward = accuracy if present else 0.0
         return self._observation.copy(), reward, bool(ended_by), False, info
 
@@ -175,9 +177,22 @@ class TabularNasEnv(gym.Env):
         """The canonical form of the architecture at ``index``: equivalent architectures share it."""
         return str(self._canonical[index]) if self._canonical is not None else str(index)
 
+    def _choices(self, index: int) -> tuple[int, ...]:
+        """``space.choices_of(index)``, remembered: a step needs it, and tuples can be shared."""
+        choices = self._choices_at.get(index)
+        if choices is None:
+            choices = self._choices_at[index] = self.space.choices_of(index)
+        return choices
+
+    def _arch_string(self, index: int) -> str:
+        text = self._arch_strings.get(index)
+        if text is None:
+            text = self._arch_strings[index] = nasbench201.arch_string(self._choices(index))
+        return text
+
     def notation(self, index: int) -> Any:
-        """The architecture at ``index`` in the benchmark's own notation."""
-        choices = self.space.choices_of(index)
+        """The architecture at ``index`` in the benchmark's own notation (a new object each call)."""
+        choices = self._choices(index)
         if self.benchmark == nasbench_graph.BENCHMARK:
             return nasbench_graph.architecture(choices)
         return list(nasbench201.anb_key(choices))

@@ -11,13 +11,14 @@ import contextlib
 import importlib.util
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import Logger, make_output_format
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, make_output_format
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
@@ -42,6 +43,7 @@ from sb3_nas.experiment.registry import ALGOS
 from sb3_nas.experiment.resume import PROGRESS_FILE, merge_progress, prepare_resume, replay
 
 StepHook = Callable[[Sequence[RunRecorder]], None]
+STDOUT_KEY_LENGTH = 100  # the longest logger key shown whole in the table printed without a progress bar
 RUN_FILES = (CONFIG_FILE, STEPS_FILE, EPISODES_FILE, PROGRESS_FILE, MODEL_FILE, CHECKPOINT_FILE)
 
 
@@ -89,8 +91,8 @@ def make_logger(out: Path, progress: bool, tensorboard_log: str | Path | None = 
     """SB3's logger of a run: ``progress.csv`` in the run folder, the table on stdout without a progress bar,
     and TensorBoard events in ``tensorboard_log/<run folder name>`` when asked."""
     formats = [make_output_format("csv", str(out))]
-    if not progress:
-        formats.append(make_output_format("stdout", str(out)))
+    if not progress:  # keys name the environment (nas/<env>/…): SB3's 36 characters would cut specs short
+        formats.append(HumanOutputFormat(sys.stdout, max_length=STDOUT_KEY_LENGTH))
     if tensorboard_log is not None:
         formats.append(make_output_format("tensorboard", str(Path(tensorboard_log) / out.resolve().name)))
     return Logger(str(out), formats)
