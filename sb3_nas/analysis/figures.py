@@ -182,8 +182,14 @@ def entropy_figure(runs: list[Run]) -> go.Figure | None:
 def action_figure(runs: list[Run]) -> go.Figure:
     """Fig. 11 / 13 / 16: the proportion of each action per environment (Table 2's ids)."""
     n_actions = max(run.n_actions for run in runs)
-    names = [short_action_label(i) for i in range(n_actions)]
-    hover = [action_label(i) for i in range(n_actions)]
+    spaces = {run.decision_space for run in runs}
+    if len(spaces) == 1 and None not in spaces:  # a tabular benchmark: choice c of the decision at hand
+        space = spaces.pop()
+        names = [f"choice {i}" for i in range(space.max_choices)] + ["terminal"]
+        hover = [f"{name} (of the next decision)" for name in names[:-1]] + ["end the episode"]
+    else:
+        names = [short_action_label(i) for i in range(n_actions)]
+        hover = [action_label(i) for i in range(n_actions)]
     figure, cells = _env_grid(all_envs(runs))
     for index, run in enumerate(runs):
         for env in run.envs:

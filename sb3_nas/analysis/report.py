@@ -21,11 +21,12 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from sb3_nas.analysis.comparison import chosen_test_accuracy, table_best_test
 from sb3_nas.analysis.diagram import nsc_svg
 from sb3_nas.analysis.figures import action_figure, entropy_figure, episode_figure, multi_branch_figure
 from sb3_nas.analysis.retraining import RETRAIN_DIR, RETRAIN_TOP, ordinal, table6
 from sb3_nas.analysis.run import Run
-from sb3_nas.analysis.stats import ALPHA, auto_block, best_networks, wilcoxon_actions
+from sb3_nas.analysis.stats import ALPHA, auto_block, best_architectures, best_networks, wilcoxon_actions
 
 FIGURES = {
     "best-reward": "Best reward per episode (Fig. 9, 12, 14)",
@@ -107,9 +108,9 @@ def _runs_table(runs: list[Run]) -> pd.DataFrame:
                 "run": run.label,
                 "folder": str(run.path),
                 "algorithm": run.algo + (" (frozen policy)" if run.frozen else ""),
-                "space": "multi-branch" if run.multi_branch else "chain",
+                "space": run.space_name,
                 "sigma": run.config.get("sigma", ""),
-                "fidelity": run.fidelity or "",
+                "fidelity": run.fidelity or ("table look-up" if run.decision_space else ""),
                 "environments (steps)": ", ".join(f"{e} ({n})" for e, n in steps.items()),
             }
         )
@@ -123,6 +124,8 @@ def _summary_table(runs: list[Run]) -> pd.DataFrame:
             steps, episodes = run.env_steps(env), run.env_episodes(env)
             valid = steps[steps["valid"].astype(bool)]
             multi = int(episodes["multi_branch"].astype(bool).sum())
+            tabular = run.decision_space is not None
+            chosen = chosen_test_accuracy(steps) if tabular else float("nan")
             rows.append(
                 {
                     "run": run.label,
@@ -130,6 +133,8 @@ def _summary_table(runs: list[Run]) -> pd.DataFrame:
                     "steps": len(steps),
                     "episodes": len(episodes),
                     "best accuracy": valid["accuracy"].max() if len(valid) else 0.0,
+                    "its test accuracy": chosen,
+                    "test regret": table_best_test(env) - chosen if tabular else float("nan"),
                     "mean best reward": episodes["best_reward"].mean(),
                     "mean length": episodes["length"].mean(),
                     "invalid steps": len(steps) - len(valid),
@@ -169,6 +174,9 @@ def _networks_html(runs: list[Run], top: int) -> str:
     parts = []
     for run_index, run in enumerate(runs):
         parts.append(f"<h3>{escape(run.label)}</h3>")
+        if run.decision_space is not None:
+            parts.append(_architectures_html(run, top))
+            continue
         for env in run.envs:
             figures = []
             for network in best_networks(run, env, top):
@@ -184,6 +192,23 @@ def _networks_html(runs: list[Run], top: int) -> str:
             body = "".join(figures) or "<p>no valid network</p>"
             parts.append(f'<h4>{escape(env)}</h4><div class="networks">{body}</div>')
     return "".join(parts)
+
+
+def _architectures_html(run: Run, top: int) -> str:
+    """A tabular run's best architectures in the benchmark's notation, validation and test accuracy."""
+    rows = [
+        {
+            "environment": env,
+            "rank": ordinal(best.rank),
+            "architecture": best.architecture,
+            "validation accuracy": best.accuracy,
+            "test accuracy": best.test_accuracy,
+            "step": best.step,
+        }
+        for env in run.envs
+        for best in best_architectures(run, env, top)
+    ]
+    return _table(pd.DataFrame(rows)) if rows else "<p>no valid architecture</p>"
 
 
 STYLE = """

@@ -8,10 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from sb3_nas.envs import MULTI_BRANCH_ENV_ID
+from sb3_nas.envs import MULTI_BRANCH_ENV_ID, TABULAR_ENV_IDS
+from sb3_nas.estimation import BENCHMARKS
 from sb3_nas.experiment import CONFIG_FILE, PROGRESS_FILE, RunFolderError, read_config_file
 from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE
 from sb3_nas.space import N_CHAIN_ACTIONS, N_MULTI_BRANCH_ACTIONS
+from sb3_nas.space.decisions import DecisionSpace
 
 # The columns the analysis reads: a subset of sb3_nas.experiment.STEP_COLUMNS / EPISODE_COLUMNS, so a run
 # from before a column was added (and not needed here) still loads.
@@ -60,8 +62,23 @@ class Run:
         return bool((self.steps["action"] >= N_CHAIN_ACTIONS).any())
 
     @property
+    def decision_space(self) -> DecisionSpace | None:
+        """The tabular benchmark's space the run searched, ``None`` on the NSC space."""
+        env_id = self.config.get("env_id")
+        keys = [key for key, benchmark_env_id in TABULAR_ENV_IDS.items() if benchmark_env_id == env_id]
+        return BENCHMARKS[keys[0]].space if keys else None
+
+    @property
+    def space_name(self) -> str:
+        """``chain``, ``multi-branch`` or the tabular benchmark's name."""
+        space = self.decision_space
+        return space.name if space is not None else "multi-branch" if self.multi_branch else "chain"
+
+    @property
     def n_actions(self) -> int:
-        """Size of the run's action space: 8 for chains, 14 for multi-branch."""
+        """Size of the run's action space: 8 for chains, 14 for multi-branch, a benchmark's own."""
+        if self.decision_space is not None:
+            return self.decision_space.n_actions
         return N_MULTI_BRANCH_ACTIONS if self.multi_branch else N_CHAIN_ACTIONS
 
     @property

@@ -116,6 +116,34 @@ class BestNetwork:
         return json.dumps([list(row) for row in self.nsc])
 
 
+@dataclass(frozen=True)
+class BestArchitecture:
+    """An architecture of a tabular benchmark met during a run: its notation, validation and test accuracy."""
+
+    env: str
+    rank: int
+    architecture: str  # the benchmark's notation, JSON
+    accuracy: float  # validation: the reward
+    test_accuracy: float
+    step: int
+
+
+def best_architectures(run: Run, env: str, top: int = 2) -> list[BestArchitecture]:
+    """The ``top`` distinct architectures (canonical form) of highest validation accuracy in ``env``."""
+    steps = run.env_steps(env)
+    steps = steps[steps["valid"].astype(bool)].sort_values(["accuracy", "step"], ascending=[False, True])
+    found: dict[str, BestArchitecture] = {}
+    for row in steps.itertuples(index=False):
+        if row.network not in found:
+            found[row.network] = BestArchitecture(
+                env, len(found) + 1, str(row.architecture), float(row.accuracy), float(row.test_accuracy),
+                int(row.step),
+            )  # fmt: skip
+            if len(found) == top:
+                break
+    return list(found.values())
+
+
 def best_networks(run: Run, env: str, top: int = 2) -> list[BestNetwork]:
     """§6.1 Exp. 2: the ``top`` distinct networks of highest reward in ``env`` (ties: the first found).
 
