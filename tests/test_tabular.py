@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nas_bench_graph.architecture import Arch
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -424,3 +426,26 @@ def test_a_sweep_runs_on_nas_bench_graph_without_a_fidelity(tmp_path, capsys):
     assert "study meta_a2c_nbgraph-table-20-20-20: 2 finished trials" in capsys.readouterr().out
     argv[argv.index("meta_a2c_nbgraph")] = "meta_a2c"  # an NSC sweep file moved to a benchmark's tasks
     assert sweep.main([*argv, "--envs", "nb201:cifar10"]) == 0
+
+
+def test_the_zoo_trains_meta_a2c_on_a_benchmark_dataset(tmp_path):
+    pytest.importorskip("rl_zoo3")
+    from sb3_nas import zoo
+
+    logs = tmp_path / "logs"
+    argv = ["train", "--algo", "meta_a2c", "--env", NAS_BENCH_GRAPH_ENV_ID, "-n", "60", "-f", str(logs),
+            "--seed", "0", "--env-kwargs", "dataset:'citeseer'"]  # fmt: skip
+    assert zoo.main(argv) == 0
+    assert list(logs.glob("meta_a2c/sb3_nas-NasBenchGraph-v0_1/sb3_nas-NasBenchGraph-v0.zip"))
+
+
+@given(st.data())
+@settings(max_examples=200, deadline=None)
+def test_flat_index_and_choices_are_inverse_and_states_complete_with_the_defaults(data):
+    space = data.draw(st.sampled_from([nasbench_graph.SPACE, nasbench201.SPACE]))
+    choices = tuple(data.draw(st.integers(0, count - 1)) for count in space.shape)
+    assert space.choices_of(space.flat_index(choices)) == choices
+    decided = data.draw(st.integers(0, space.n_decisions))
+    assert space.complete(choices[:decided]) == (*choices[:decided], *space.defaults[decided:])
+    rows = space.encode(choices[:decided]).reshape(space.n_decisions, space.max_choices + 1)
+    assert (rows.sum(axis=1) == 1).all() and rows[decided:, 0].all()

@@ -56,6 +56,7 @@ from sb3_nas.analysis.run import load_run
 from sb3_nas.estimation import TableEstimator, is_table_spec, masked_url
 from sb3_nas.experiment.comparison import ACTIONS, TIMING_FILE, PlannedRun
 from sb3_nas.experiment.files import replace_atomically
+from sb3_nas.experiment.records import tabular_steps
 from sb3_nas.space import InvalidNSC, canonical_network, validate_nsc
 
 MARKDOWN_FILE, HTML_FILE = "comparison.md", "comparison.html"
@@ -102,15 +103,11 @@ class RunRecord:
 def _network_keys(steps: pd.DataFrame) -> list[str | None]:
     """Each step's network in canonical form, ``None`` for an invalid one: the ``network`` column where the
     run recorded it (tabular benchmarks), else the canonical form of its NSC (valid and built)."""
-    valid = steps["valid"].astype(bool).to_numpy()
-    if (
-        "network" in steps
-        and "test_accuracy" in steps
-        and pd.to_numeric(steps["test_accuracy"], errors="coerce").notna().any()
-    ):
+    valid = steps["valid"].astype(bool).to_numpy(copy=True)
+    if "network" in steps and tabular_steps(steps):
         return [str(key) if ok else None for key, ok in zip(steps["network"], valid, strict=True)]
     if "n_params" in steps:
-        valid &= steps["n_params"].fillna(0).astype(float).to_numpy() > 0
+        valid = valid & (steps["n_params"].fillna(0).astype(float).to_numpy() > 0)
     keys: list[str | None] = []
     for text, ok in zip(steps["nsc"], valid, strict=True):
         try:
