@@ -330,19 +330,21 @@ def build_comparison(
             comparison.curves[(algo, env)] = pd.DataFrame(
                 {"step": steps, "iqm": point, "low": low, "high": high}
             )
-            comparison.distinct_curves[(algo, env)] = _distinct_curve(by_algo[algo], env, reps, seed)
+            if comparison.tabular:  # sample efficiency per architecture queried, as NAS benchmarks count
+                comparison.distinct_curves[(algo, env)] = _distinct_curve(by_algo[algo], env, reps, seed)
     return comparison
 
 
 def _distinct_curve(records: Sequence[RunRecord], env: str, reps: int, seed: int) -> pd.DataFrame:
     """Best accuracy so far against distinct networks met: at counts every run of the algorithm reached."""
-    reached = min((int(r.distinct[env][-1]) if len(r.distinct[env]) else 0) for r in records)
+    met = [r.distinct.get(env, np.zeros(0, dtype=int)) for r in records]
+    reached = min((int(counts[-1]) if len(counts) else 0) for counts in met)
     counts = np.unique(np.rint(np.linspace(1, reached, min(CURVE_POINTS, reached))).astype(int))
     if reached < 1:
         return pd.DataFrame({"networks": [], "iqm": [], "low": [], "high": []})
     curves = []
-    for record in records:
-        at = np.searchsorted(record.distinct[env], counts)  # the first step that met that many
+    for record, distinct in zip(records, met, strict=True):
+        at = np.searchsorted(distinct, counts)  # the first step that met that many
         curves.append(record.curves[env][at])
     point, low, high = iqm_band(np.array(curves), reps, cell_rng(seed, "distinct", records[0].algo, env))
     return pd.DataFrame({"networks": counts, "iqm": point, "low": low, "high": high})
