@@ -449,3 +449,18 @@ def test_flat_index_and_choices_are_inverse_and_states_complete_with_the_default
     assert space.complete(choices[:decided]) == (*choices[:decided], *space.defaults[decided:])
     rows = space.encode(choices[:decided]).reshape(space.n_decisions, space.max_choices + 1)
     assert (rows.sum(axis=1) == 1).all() and rows[decided:, 0].all()
+
+
+def test_the_report_of_a_tabular_run_shows_its_benchmark_test_accuracy_and_architectures(tmp_path):
+    from sb3_nas import report
+
+    out = tmp_path / "run"
+    argv = ["--envs", "nbgraph:cora", "--timesteps", "40", "--out", str(out), "--no-progress"]
+    assert train.main(argv) == 0
+    page = tmp_path / "report.html"
+    assert report.main([str(out), "-f", str(page)]) == 0
+    html = page.read_text()
+    steps = pd.read_csv(out / "steps.csv")
+    best = steps.loc[steps["accuracy"].idxmax()]
+    assert "NAS-Bench-Graph" in html and "its test accuracy" in html and "test regret" in html
+    assert json.loads(best["architecture"])["ops"][0] in html and "choice 0" in html
