@@ -49,7 +49,9 @@ def kill_when(out: Path, rows: int, process: subprocess.Popen, timeout: float = 
     raise AssertionError("the run did not reach the step to kill it at")
 
 
-@pytest.mark.parametrize(("algo", "kill_at"), [("meta_a2c", 41), ("dqn", 20), ("random", 37)])
+@pytest.mark.parametrize(
+    ("algo", "kill_at"), [("meta_a2c", 41), ("dqn", 20), ("random", 37), ("qrdqn", 20), ("trpo", 37)]
+)
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(algo, kill_at, tmp_path, capsys):
     reference = tmp_path / "reference"
     assert train.main(options(algo, tmp_path / "reference.sqlite", reference)) == 0

@@ -464,3 +464,28 @@ def test_the_report_of_a_tabular_run_shows_its_benchmark_test_accuracy_and_archi
     best = steps.loc[steps["accuracy"].idxmax()]
     assert "NAS-Bench-Graph" in html and "its test accuracy" in html and "test regret" in html
     assert json.loads(best["architecture"])["ops"][0] in html and "choice 0" in html
+
+
+@pytest.mark.parametrize("algo", ["qrdqn", "trpo"])
+def test_sb3_contrib_baselines_train_save_and_load_on_a_benchmark(algo, tmp_path):
+    from sb3_nas.experiment import ALGOS
+    from sb3_nas.experiment.runner import model_file
+
+    out = tmp_path / algo
+    argv = [
+        "--algo",
+        algo,
+        "--envs",
+        "nbgraph:cora",
+        "--timesteps",
+        "120",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    assert train.main(argv) == 0
+    model = ALGOS[algo].load(out / model_file("nbgraph:cora"))
+    env = TabularNasEnv("nbgraph:cora")
+    observation, _ = env.reset(seed=0)
+    action, _ = model.predict(observation, deterministic=True)
+    assert env.action_space.contains(int(action))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sb3_contrib import MaskablePPO, RecurrentPPO
+from sb3_contrib import QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 
 from sb3_nas.algos import MetaA2C, RandomSearch
@@ -18,6 +18,8 @@ ALGOS: dict[str, type] = {
     "ppo": PPO,
     "recurrent_ppo": RecurrentPPO,
     "maskable_ppo": MaskablePPO,  # PPO that never samples an action NasEnv.action_masks rules out
+    "qrdqn": QRDQN,
+    "trpo": TRPO,
 }
 META_RL_ALGOS = frozenset({"meta_a2c"})  # see the meta-RL inputs and keep one policy across environments
 LEARNERS = frozenset(ALGOS) - {"random"}  # algorithms with a policy to update
