@@ -50,7 +50,8 @@ def kill_when(out: Path, rows: int, process: subprocess.Popen, timeout: float = 
 
 
 @pytest.mark.parametrize(
-    ("algo", "kill_at"), [("meta_a2c", 41), ("dqn", 20), ("random", 37), ("qrdqn", 20), ("trpo", 37)]
+    ("algo", "kill_at"),
+    [("meta_a2c", 41), ("dqn", 20), ("random", 37), ("qrdqn", 20), ("trpo", 37), ("ars", 29)],
 )
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(algo, kill_at, tmp_path, capsys):
     reference = tmp_path / "reference"

@@ -466,7 +466,7 @@ def test_the_report_of_a_tabular_run_shows_its_benchmark_test_accuracy_and_archi
     assert json.loads(best["architecture"])["ops"][0] in html and "choice 0" in html
 
 
-@pytest.mark.parametrize("algo", ["qrdqn", "trpo"])
+@pytest.mark.parametrize("algo", ["qrdqn", "trpo", "ars"])
 def test_sb3_contrib_baselines_train_save_and_load_on_a_benchmark(algo, tmp_path):
     from sb3_nas.experiment import ALGOS
     from sb3_nas.experiment.runner import model_file

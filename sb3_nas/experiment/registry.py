@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sb3_contrib import QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 
-from sb3_nas.algos import MetaA2C, RandomSearch
+from sb3_nas.algos import ARS, MetaA2C, RandomSearch
 from sb3_nas.errors import UsageError
 
 ALGOS: dict[str, type] = {
@@ -20,6 +20,7 @@ ALGOS: dict[str, type] = {
     "maskable_ppo": MaskablePPO,  # PPO that never samples an action NasEnv.action_masks rules out
     "qrdqn": QRDQN,
     "trpo": TRPO,
+    "ars": ARS,  # sb3-contrib's, its callback handed each step (sb3_nas.algos.ars)
 }
 META_RL_ALGOS = frozenset({"meta_a2c"})  # see the meta-RL inputs and keep one policy across environments
 LEARNERS = frozenset(ALGOS) - {"random"}  # algorithms with a policy to update
