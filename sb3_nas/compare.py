@@ -65,12 +65,17 @@ def build_parser() -> ArgumentParser:
         "out",
         "no_progress",
         "tensorboard_log",
+        "conf_file",
         envs={"default": list(TRAIN_TASKS)},
         timesteps={"default": list(REDUCED_TIMESTEPS)},
         out={
             "help": "the comparison folder: DIR/<algo>/seed-<s>/ per run, DIR/comparison.md and "
             "DIR/comparison.html (default results/comparisons/<time>; give it to extend a "
             "comparison)"
+        },
+        conf_file={
+            "help": "the hyper-parameters, in rl-baselines3-zoo's format, of the algorithms given by import "
+            "path (package.module:ClassName); the registered ones keep zoo_configs/<algo>.yml"
         },
     )
     parser.add_argument(
@@ -116,6 +121,7 @@ def execute(args: argparse.Namespace) -> int:
         device=args.device,
         accept_precision=args.accept_precision,
         tensorboard_log=args.tensorboard_log,
+        conf_file=args.conf_file,
     )
     print_plan(plan, out)
     try:

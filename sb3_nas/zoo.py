@@ -36,7 +36,7 @@ from stable_baselines3.common.monitor import Monitor
 import sb3_nas  # noqa: F401  (registers the environments)
 from sb3_nas.algos import MetaRLWrapper
 from sb3_nas.experiment.hyperparams import ConfigError, load_hyperparams, resolve_fractions
-from sb3_nas.experiment.registry import ALGOS, META_RL_ALGOS
+from sb3_nas.experiment.registry import ALGOS, IMPORT_PATH, META_RL_ALGOS, algo_class, is_import_path
 
 # the zoo's names of the project's algorithms where they differ
 ZOO_NAMES = {"recurrent_ppo": "ppo_lstm"}
@@ -46,13 +46,16 @@ ZOO_ALGOS = sorted(set(ALGOS) - {"random"})
 TRIAL_WRAPPER = "sb3_nas.zoo.trial_wrapper"  # by its import path, also when run as __main__
 
 
-def register() -> None:
+def register(own: str | None = None) -> None:
     """Add the project's algorithms the zoo lacks to ``rl_zoo3.utils.ALGOS`` (the dict ``rl_zoo3.train`` and
-    its ``ExperimentManager`` read); ``recurrent_ppo`` is added as a second name of the zoo's ``ppo_lstm``."""
+    its ``ExperimentManager`` read); ``recurrent_ppo`` is added as a second name of the zoo's ``ppo_lstm``;
+    and a user's algorithm by its import path ``own``."""
     from rl_zoo3.utils import ALGOS as ZOO
 
     for name in ZOO_ALGOS:
         ZOO.setdefault(name, ALGOS[name])
+    if own is not None and is_import_path(own):
+        ZOO[own] = algo_class(own)
 
 
 def trial_wrapper(env: gym.Env, trial_steps: int, reset_memory: str = "trial") -> gym.Env:
@@ -85,11 +88,15 @@ def zoo_hyperparams(
     """The zoo-format hyper-parameters of ``algo`` (project or zoo name) on ``env_id`` for a run of
     ``n_timesteps`` steps, from the project's file (``conf`` or the shipped ``zoo_configs/<algo>.yml``)."""
     project = PROJECT_NAMES.get(algo, algo)
-    if project not in ZOO_ALGOS:
-        raise ConfigError(f"the zoo cannot run {algo} (it can: {', '.join(ZOO_ALGOS)})")
+    if project not in ZOO_ALGOS and not is_import_path(project):
+        raise ConfigError(f"the zoo cannot run {algo} (it can: {', '.join(ZOO_ALGOS)}, or {IMPORT_PATH})")
     if n_timesteps < 1:
         raise ConfigError(f"-n must be at least 1 (the steps of the run, t_max), got {n_timesteps}")
-    hyperparams = resolve_fractions(load_hyperparams(project, env_id, ALGOS[project], conf), n_timesteps)
+    if conf is None and is_import_path(project):
+        raise ConfigError(
+            f"--algo {algo}: give its hyper-parameters with -conf FILE (rl-baselines3-zoo's format)"
+        )
+    hyperparams = resolve_fractions(load_hyperparams(project, env_id, algo_class(project), conf), n_timesteps)
     zoo: dict[str, Any] = {"n_timesteps": int(n_timesteps), **hyperparams}
     if project in META_RL_ALGOS:
         zoo["env_wrapper"] = [{TRIAL_WRAPPER: {"trial_steps": int(n_timesteps)}}]
@@ -132,7 +139,7 @@ def train(argv: Sequence[str]) -> None:
             "hyper-parameters and meta_a2c's trial length"
         )
     hyperparams = zoo_hyperparams(args.algo, args.env, args.n_timesteps, args.conf_file)
-    register()
+    register(args.algo)
     forwarded = _without_conf(argv)
     if "sb3_nas" not in args.gym_packages:
         forwarded += ["--gym-packages", "sb3_nas"]

@@ -22,7 +22,7 @@ from sb3_nas.estimation import configure_threads
 from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
 from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.experiment.records import STEPS_FILE
-from sb3_nas.experiment.registry import check_algo
+from sb3_nas.experiment.registry import check_algo, is_import_path
 from sb3_nas.experiment.runner import RUN_FILES, check_tensorboard
 
 TIMING_FILE = "timing.json"  # each run's wall time, added up over the sessions that ran it
@@ -129,6 +129,7 @@ def plan_comparison(
     device: str = "auto",
     tensorboard_log: str | Path | None = None,
     accept_precision: str | Sequence[str] = (),
+    conf_file: str | Path | None = None,
 ) -> list[PlannedRun]:
     """Every algorithm × seed, checked before anything runs: each configuration (:meth:`RunConfig.create`) and
     what its folder ``out/<algo>/seed-<s>`` holds. Bad input raises a one-line ``InputError``.
@@ -136,6 +137,7 @@ def plan_comparison(
     :param tensorboard_log: a folder for TensorBoard; each run logs to ``<algo>/seed-<s>`` under it
     :param accept_precision: memo precisions that answer too (as :meth:`RunConfig.create`); like the device,
         not part of what makes a folder's run the same run
+    :param conf_file: the hyper-parameter file of the algorithms given by import path (``module:Class``)
     """
     check_tensorboard(tensorboard_log)
     algos, seeds = list(algos), [int(seed) for seed in seeds]
@@ -167,6 +169,7 @@ def plan_comparison(
                 seed=seed,
                 device=device,
                 accept_precision=accept_precision,
+                conf_file=conf_file if is_import_path(algo) else None,
                 check_data=index == 0 and seed == seeds[0],
             )
             folder = run_folder(out, algo, seed)

@@ -33,8 +33,14 @@ from sb3_nas.estimation import (
     precisions_accepted,
     resolve_device,
 )
-from sb3_nas.experiment.hyperparams import check_keys, load_hyperparams, resolve_fractions
-from sb3_nas.experiment.registry import ALGOS, META_RL_ALGOS, check_algo, resolve_timesteps
+from sb3_nas.experiment.hyperparams import check_keys, load_hyperparams, require_policy, resolve_fractions
+from sb3_nas.experiment.registry import (
+    META_RL_ALGOS,
+    algo_class,
+    check_algo,
+    is_import_path,
+    resolve_timesteps,
+)
 
 CONFIG_FILE = "config.yml"
 FORMAT_VERSION = 2  # 1: the argparse namespaces written before the experiment layer (still read)
@@ -157,9 +163,14 @@ class RunConfig:
         memo_url = memo_location(memo)
         per_env: dict[str, dict[str, Any]] = {}
         if model is None:
-            base = load_hyperparams(algo, env_id, ALGOS[algo], conf_file)
+            own = conf_file is None and is_import_path(algo)  # a user's class ships no zoo_configs/ file
+            base = {} if own else load_hyperparams(algo, env_id, algo_class(algo), conf_file)
             overrides = dict(hyperparams or {})
-            check_keys(overrides, algo, ALGOS[algo], "hyper-parameter override")
+            check_keys(overrides, algo, algo_class(algo), "hyper-parameter override")
+            if own:
+                require_policy(
+                    {**base, **overrides}, algo, algo_class(algo), f"--algo {algo} (give -conf or -params)"
+                )
             for env, t_max in zip(envs, timesteps, strict=True):
                 per_env[env] = resolve_fractions({**base, **overrides}, t_max)
         config = cls(

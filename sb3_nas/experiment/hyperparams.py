@@ -198,6 +198,14 @@ def _yaml_hint(value: Any, hint: Any) -> str:
     return f" (YAML reads {value} as text: write {written!r})"
 
 
+def require_policy(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
+    """Raise :class:`ConfigError` naming ``where`` when ``algo_class`` needs a ``policy`` none gives."""
+    policy = inspect.signature(algo_class.__init__).parameters.get("policy")
+    if policy is not None and policy.default is inspect.Parameter.empty and "policy" not in hyperparams:
+        known = ", ".join(getattr(algo_class, "policy_aliases", None) or {}) or "none"
+        raise ConfigError(f"{where}: no policy given (known for {algo}: {known})")
+
+
 def load_hyperparams(
     algo: str, env_id: str, algo_class: type, conf: str | Path | None = None
 ) -> dict[str, Any]:
@@ -224,10 +232,7 @@ def load_hyperparams(
         raise ConfigError(f"config file {path}: the entry for {env_id} must be a mapping")
     where = f"config file {path} on {env_id}"
     hyperparams = unpack_budget_callback(hyperparams, where)
-    policy = inspect.signature(algo_class.__init__).parameters.get("policy")
-    if policy is not None and policy.default is inspect.Parameter.empty and "policy" not in hyperparams:
-        known = ", ".join(getattr(algo_class, "policy_aliases", None) or {}) or "none"
-        raise ConfigError(f"{where}: no policy given (known for {algo}: {known})")
+    require_policy(hyperparams, algo, algo_class, where)
     check_keys(hyperparams, algo, algo_class, where)
     return {key: value for key, value in hyperparams.items() if key not in ZOO_KEYS}
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Sequence
 
 from sb3_contrib import QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 
 from sb3_nas.algos import ARS, MetaA2C, RandomSearch
 from sb3_nas.errors import UsageError
@@ -33,10 +36,41 @@ REDUCED_TIMESTEPS = (160, 140, 140)  # the paper's 8 : 7 : 7, a few minutes on t
 PAPER = "paper"
 
 
+IMPORT_PATH = "package.module:ClassName"  # a user's own algorithm, by its import path
+
+
+def is_import_path(algo: str) -> bool:
+    """Whether ``algo`` names a class by import path (``package.module:ClassName``), not a registered name."""
+    return algo not in ALGOS and ":" in algo
+
+
+@functools.cache
+def algo_class(algo: str) -> type:
+    """The class of a registered algorithm, or of a ``package.module:ClassName`` import path: any subclass of
+    SB3's ``BaseAlgorithm`` (raises a one-line :class:`UsageError` otherwise)."""
+    if algo in ALGOS:
+        return ALGOS[algo]
+    if not is_import_path(algo):
+        raise UsageError(f"unknown algorithm {algo!r}; known: {', '.join(ALGOS)}, or {IMPORT_PATH}")
+    module_name, _, class_name = algo.partition(":")
+    try:
+        module = importlib.import_module(module_name.strip())
+    except Exception as error:  # the user's module may fail in any way on import
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"--algo {algo}: cannot import {module_name} ({reason})") from None
+    found: object = module
+    for part in class_name.strip().split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            raise UsageError(f"--algo {algo}: module {module_name} has no {class_name}")
+    if not (isinstance(found, type) and issubclass(found, BaseAlgorithm)):
+        raise UsageError(f"--algo {algo} is not a class derived from stable_baselines3's BaseAlgorithm")
+    return found
+
+
 def check_algo(algo: str) -> str:
-    """``algo`` if it is registered (raises :class:`UsageError` naming the known ones)."""
-    if algo not in ALGOS:
-        raise UsageError(f"unknown algorithm {algo!r}; known: {', '.join(ALGOS)}")
+    """``algo`` if it is registered or imports as an SB3 algorithm (raises :class:`UsageError` otherwise)."""
+    algo_class(algo)
     return algo
 
 

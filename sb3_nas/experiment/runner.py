@@ -14,12 +14,13 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import HumanOutputFormat, Logger, make_output_format
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure, make_output_format
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from sb3_nas.algos import MetaA2C, RandomSearch
@@ -39,7 +40,7 @@ from sb3_nas.experiment.config import CONFIG_FILE, RunConfig
 from sb3_nas.experiment.environments import make_env, make_vec_env
 from sb3_nas.experiment.models import MODEL_FILE, load_model
 from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE, RecordWriter, RunRecorder
-from sb3_nas.experiment.registry import ALGOS
+from sb3_nas.experiment.registry import algo_class, is_import_path
 from sb3_nas.experiment.resume import PROGRESS_FILE, merge_progress, prepare_resume, replay
 
 StepHook = Callable[[Sequence[RunRecorder]], None]
@@ -57,7 +58,7 @@ class RunResult:
 
     def untrained_envs(self, config: RunConfig) -> list[str]:
         """Environments on which a learning algorithm never updated its policy (the budget was too short)."""
-        if config.frozen or ALGOS[config.algo] is RandomSearch:
+        if config.frozen or algo_class(config.algo) is RandomSearch:
             return []
         return [env for env in config.envs if self.n_updates.get(env, 0) == 0]
 
@@ -145,6 +146,7 @@ def run(
         checkpoint, start, replayed = prepare_resume(config, result.out)
     model = load_model(config.model) if config.frozen else None  # a bad model file fails before any output
     if not resume:
+        check_learner(config)
         prepare_run_folder(result.out, overwrite)
         config.write(result.out)
     memo = open_memo(config.memo)
@@ -206,7 +208,7 @@ def _run_learning(
             if checkpoint_every:
                 callbacks.append(RunCheckpointer(result.out, index, recorder, checkpoint_every,
                                                  result.out / PROGRESS_FILE))  # fmt: skip
-            if ALGOS[config.algo] is RandomSearch:
+            if algo_class(config.algo) is RandomSearch:
                 learner = RandomSearch(venv, seed=config.seed)
                 learner.logger = logger
             else:
@@ -258,6 +260,25 @@ def _restore(
     return mid_way
 
 
+def check_learner(config: RunConfig) -> None:
+    """A user's algorithm (``package.module:ClassName``) built once on the run's first environment before
+    anything is written, so that one that cannot act in its space, or rejects its hyper-parameters, is refused
+    in one line."""
+    if config.frozen or not is_import_path(config.algo):
+        return
+    dataset = config.envs[0]
+    venv = DummyVecEnv(
+        [partial(make_env, config.replace(n_envs=1), dataset, config.memo, config.timesteps[0])]
+    )
+    try:
+        _learner(config, dataset, venv, None, configure(None, []))
+    except (AssertionError, ValueError, TypeError, KeyError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise UsageError(f"--algo {config.algo} cannot run on {config.env_id}: {reason}") from None
+    finally:
+        venv.close()
+
+
 def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Logger):
     """A new model for ``dataset``, or the meta-RL learner of the previous environment on its new one."""
     if previous is not None and config.meta_rl:
@@ -265,7 +286,7 @@ def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Lo
         return previous
     hyperparams = dict(config.hyperparams[dataset])
     policy = hyperparams.pop("policy")
-    model = ALGOS[config.algo](policy, venv, seed=config.seed, **hyperparams)
+    model = algo_class(config.algo)(policy, venv, seed=config.seed, **hyperparams)
     model.set_logger(logger)
     return model
 

@@ -78,6 +78,7 @@ def make_config(sweep: Sweep, params: Mapping[str, Any], memo: str, check_data: 
     return RunConfig.create(
         algo=sweep.algo, envs=sweep.envs, timesteps=sweep.timesteps, fidelity=sweep.fidelity, memo=memo,
         seed=sweep.seed, device=sweep.device, hyperparams=params, check_data=check_data,
+        conf_file=sweep.conf_file,
     )  # fmt: skip
 
 

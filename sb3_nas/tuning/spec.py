@@ -23,12 +23,15 @@ from sb3_nas.envs import CHAIN_ENV_ID
 from sb3_nas.errors import InputError
 from sb3_nas.estimation import AUTO, DEFAULT_FIDELITY, is_table_spec
 from sb3_nas.experiment import ALGOS, REDUCED_TIMESTEPS, accepted_keys, load_hyperparams
+from sb3_nas.experiment.config import space_env_id
 from sb3_nas.experiment.hyperparams import ZOO_KEYS
+from sb3_nas.experiment.registry import IMPORT_PATH, algo_class, is_import_path
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"  # shipped in the package; sweeps/ links to it
 DEFAULT_SWEEP = SWEEPS / "meta_a2c.yml"
 TOP_KEYS = {
     "algo",
+    "conf_file",
     "objective",
     "run",
     "search_space",
@@ -113,6 +116,7 @@ class Sweep:
     enqueue_paper_values: bool = False
     paper_values: dict[str, Any] = field(default_factory=dict)
     device: str = AUTO  # where networks train: how fast, not what a trial scores, so not in the identity
+    conf_file: str | None = None  # hyper-parameters in rl-baselines3-zoo's format (default: zoo_configs/)
 
     @property
     def name(self) -> str:
@@ -132,6 +136,7 @@ class Sweep:
             "algo": self.algo, "envs": list(self.envs), "timesteps": list(self.timesteps),
             "fidelity": self.estimation, "seed": self.seed, "objective": asdict(self.objective),
             "search_space": {p.name: p.describe() for p in self.search_space},
+            **({"conf_file": self.conf_file} if self.conf_file else {}),
         }  # fmt: skip
 
     @property
@@ -256,8 +261,17 @@ def load_sweep(path: str | Path) -> Sweep:
         raise reader.fail(f"not valid YAML: {str(error).splitlines()[0]}") from None
     top = reader.table("the file", raw, TOP_KEYS)
     algo = top.get("algo")
-    if algo not in ALGOS:
-        raise reader.fail(f"unknown algo {algo!r} (known: {', '.join(ALGOS)})")
+    if not isinstance(algo, str) or (algo not in ALGOS and not is_import_path(algo)):
+        raise reader.fail(f"unknown algo {algo!r} (known: {', '.join(ALGOS)}, or {IMPORT_PATH})")
+    try:
+        algo_class(algo)
+    except InputError as error:
+        raise reader.fail(str(error)) from None
+    conf_file = top.get("conf_file")
+    if conf_file is not None:
+        if not isinstance(conf_file, str):
+            raise reader.fail(f"conf_file must be a path, got {conf_file!r}")
+        conf_file = str(path.parent / conf_file)  # relative to the sweep file
 
     run = reader.table("run", top.get("run"), RUN_KEYS)
     envs = run.get("envs", list(TRAIN_TASKS))
@@ -280,7 +294,7 @@ def load_sweep(path: str | Path) -> Sweep:
     space = top.get("search_space")
     if not isinstance(space, dict) or not space:
         raise reader.fail("search_space must map at least one hyper-parameter to its range")
-    unknown = sorted(set(map(str, space)) - (accepted_keys(ALGOS[algo]) - ZOO_KEYS))
+    unknown = sorted(set(map(str, space)) - (accepted_keys(algo_class(algo)) - ZOO_KEYS))
     if unknown:
         raise reader.fail(f"unknown parameter(s) for {algo}: {', '.join(unknown)}")
     params = tuple(reader.param(str(name), value) for name, value in space.items())
@@ -291,7 +305,9 @@ def load_sweep(path: str | Path) -> Sweep:
     enqueue = top.get("enqueue_paper_values", False)
     if not isinstance(enqueue, bool):
         raise reader.fail("enqueue_paper_values must be true or false")
-    zoo = load_hyperparams(algo, CHAIN_ENV_ID, ALGOS[algo])  # the paper's values: one source, zoo_configs/
+    own = conf_file is None and is_import_path(algo)  # a user's class: no shipped values to enqueue
+    env_id = space_env_id(envs) if conf_file else CHAIN_ENV_ID  # the shipped files: one value for every space
+    zoo = {} if own else load_hyperparams(algo, env_id, algo_class(algo), conf_file)
     paper_values = {p.name: zoo[p.name] for p in params if p.name in zoo}
     for p in params if enqueue else ():
         if p.name not in paper_values:
@@ -301,6 +317,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
     sweep = Sweep(
         path=path,
+        conf_file=conf_file,
         algo=algo,
         envs=tuple(envs),
         timesteps=tuple(timesteps * len(envs) if len(timesteps) == 1 else timesteps),
