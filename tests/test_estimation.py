@@ -333,3 +333,9 @@ def test_data_that_does_not_fit_the_fidelity_is_an_input_error(small_digits, tin
     full = torch.bincount(prepare_data(small_digits, tiny_fidelity).train_y)  # tiny keeps all 200
     data = prepare_data(small_digits, tiny_fidelity.replace(max_train_images=195))
     assert data.train_x.shape[0] == 195 and set((full - torch.bincount(data.train_y)).tolist()) == {0, 1}
+
+
+def test_a_network_trains_when_its_caller_holds_gradients_off(small_digits, tiny_fidelity):
+    with torch.no_grad():  # as sb3-contrib's ARS evaluates its candidates, the environment stepping inside
+        evaluation = evaluate_nsc(CHAIN3, small_digits, tiny_fidelity)
+    assert evaluation.valid and evaluation.reason == "" and evaluation.accuracy > 0

@@ -5,7 +5,8 @@ without the step's ``actions``, ``rewards``, ``dones`` and ``infos``, ignoring w
 step once per worker and call. Here each call hands the callback that worker's step, counts one step, and a
 callback that returns False (the run's budget is spent) ends ``learn`` there: the update whose candidates it
 cut is not made, as SB3's algorithms do not train on a rollout the budget cut. Resuming sets ARS's own weight
-vector from the restored policy.
+vector from the restored policy, and a rollout starts before an update draws its noise (checkpoints are
+taken there).
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 class _BudgetSpent(Exception):
     """Raised inside an evaluation when the callback asks to stop."""
+
+
+class _RolloutStarted:
+    """The callback of an update whose ``on_rollout_start`` was called already: the inner call is skipped."""
+
+    def __init__(self, callback: BaseCallback) -> None:
+        self._callback = callback
+
+    def on_rollout_start(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._callback, name)
 
 
 class ARS(ContribARS):
@@ -41,6 +55,12 @@ class ARS(ContribARS):
         if not callback.on_step():
             self._stop_callback = callback
             raise _BudgetSpent
+
+    def _do_one_update(self, callback: BaseCallback, async_eval: Any) -> None:
+        # the rollout starts before the update draws its noise: a checkpoint there holds the generators that a
+        # resumed run draws the same candidates from (sb3-contrib starts it after the draw)
+        callback.on_rollout_start()
+        super()._do_one_update(_RolloutStarted(callback), async_eval)  # type: ignore[arg-type]
 
     def learn(self, total_timesteps: int, callback: Any = None, **kwargs: Any) -> ARS:
         try:

@@ -142,6 +142,7 @@ def _batch(images: torch.Tensor, index: torch.Tensor, settings: SpeedSettings) -
     return x.contiguous(memory_format=torch.channels_last) if settings.channels_last else x
 
 
+@torch.enable_grad()  # a caller may hold gradients off: sb3-contrib's ARS evaluates its candidates so
 def train_and_score(
     network: nn.Module, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
 ) -> float:
