@@ -58,8 +58,6 @@ class TabularNasEnv(gym.Env):
         self.max_steps = space.n_decisions  # τ: every step decides or ends
         self.observation_space, self.action_space = self.spaces(space, seed)
         self._width = space.max_choices + 1
-        self._strides = [space.flat_index(tuple(1 if j == i else 0 for j in range(space.n_decisions)))
-                         for i in range(space.n_decisions)]  # fmt: skip
         self._default_index = space.flat_index(space.defaults)
         self._initial = space.encode(())
         self.prefix: list[int] = []
@@ -83,11 +81,6 @@ class TabularNasEnv(gym.Env):
         """How many distinct architectures (canonical forms) the environment's steps met so far."""
         return len(self.distinct)
 
-    @property
-    def index(self) -> int:
-        """The table index of the architecture the state denotes."""
-        return self._index
-
     def choices(self) -> tuple[int, ...]:
         """The architecture the state denotes: the choices made, then the defaults."""
         return self.space.complete(self.prefix)
@@ -110,7 +103,7 @@ class TabularNasEnv(gym.Env):
         decision = self.space.decisions[position]
         if choice >= len(decision.choices):
             return None
-        return self._index + (choice - decision.default) * self._strides[position]
+        return self._index + (choice - decision.default) * self.space.strides[position]
 
     def mask_reason(self, action: int) -> str:
         """Why ``action`` is masked now (``""``: allowed): a choice the decision lacks, or one making an

@@ -24,7 +24,6 @@ from sb3_nas.estimation.fidelity import (
 )
 from sb3_nas.estimation.lookup import (
     NOT_IN_TABLE,
-    TableEntry,
     TableEstimator,
     TableSpec,
     is_table_spec,
@@ -63,7 +62,6 @@ __all__ = [
     "Benchmark",
     "BenchmarkError",
     "NOT_IN_TABLE",
-    "TableEntry",
     "TableEstimator",
     "TablePickleError",
     "TableSpec",

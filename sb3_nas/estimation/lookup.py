@@ -68,18 +68,6 @@ def parse_table_spec(text: str) -> TableSpec:
     return TableSpec(benchmark, dataset, metric)
 
 
-@dataclass(frozen=True)
-class TableEntry:
-    """What the table says of one architecture (``present`` False: it holds none, every value is 0)."""
-
-    index: int
-    present: bool
-    accuracy: float  # validation: the reward
-    test_accuracy: float
-    n_params: float  # as the benchmark counts them (NAS-Bench-Graph: millions; NAS-Bench-201: not given)
-    latency: float  # seconds (NAS-Bench-Graph), NaN where not given
-
-
 class TableEstimator:
     """Scores architectures of a tabular benchmark by look-up: validation accuracy as reward, test accuracy
     beside it, no training and no memo (the table is the memo).
@@ -108,7 +96,6 @@ class TableEstimator:
         # Python lists: indexing one is several times faster than a numpy scalar read, and a step reads four
         self._lists = (self.present.tolist(), self.validation.tolist(), self.test.tolist())
         self._parameters = counts.tolist()
-        self.n_lookups = 0
 
     @property
     def name(self) -> str:
@@ -129,15 +116,6 @@ class TableEstimator:
         """The test accuracy of the architecture of the best validation accuracy (the best a search by
         validation can report)."""
         return float(self.test[self.best_validation_index])
-
-    def lookup(self, index: int) -> TableEntry:
-        """The table's entry for the architecture at flat ``index``."""
-        present, validation, test = self._lists
-        self.n_lookups += 1
-        return TableEntry(
-            index, present[index], validation[index], test[index],
-            float(self.n_params[index]), float(self.latency[index]),
-        )  # fmt: skip
 
     def parameters(self, index: int) -> int:
         """The architecture's parameter count (0 where the benchmark does not give it)."""

@@ -261,7 +261,7 @@ def space_env_id(envs: Sequence[str], multi_branch: bool = False) -> str:
     benchmarks = {env.partition(":")[0] for env in envs if is_table_spec(env)}
     if not benchmarks:
         return MULTI_BRANCH_ENV_ID if multi_branch else CHAIN_ENV_ID
-    if len(benchmarks) > 1 or len(benchmarks) == 1 and not all(is_table_spec(env) for env in envs):
+    if len(benchmarks) > 1 or not all(is_table_spec(env) for env in envs):
         raise UsageError(
             f"--envs {','.join(envs)} mixes search spaces: a run searches one (image datasets, or the task "
             "specs of one tabular benchmark)"

@@ -77,7 +77,8 @@ class DecisionSpace:
         return tuple(decision.default for decision in self.decisions)
 
     @cached_property
-    def _strides(self) -> tuple[int, ...]:
+    def strides(self) -> tuple[int, ...]:
+        """How far the table index moves per choice of each decision (mixed radix, first most significant)."""
         strides, stride = [], 1
         for count in reversed(self.shape):
             strides.append(stride)
@@ -95,7 +96,7 @@ class DecisionSpace:
         if len(choices) != self.n_decisions:
             raise ValueError(f"{self.name}: {len(choices)} choices for {self.n_decisions} decisions")
         index = 0
-        for choice, count, stride in zip(choices, self.shape, self._strides, strict=True):
+        for choice, count, stride in zip(choices, self.shape, self.strides, strict=True):
             if not 0 <= choice < count:
                 raise ValueError(f"{self.name}: choice {choice} outside 0..{count - 1}")
             index += int(choice) * stride
@@ -106,7 +107,7 @@ class DecisionSpace:
         if not 0 <= index < self.size:
             raise ValueError(f"{self.name}: index {index} outside 0..{self.size - 1}")
         choices = []
-        for stride in self._strides:  # plain arithmetic: a step reads it, np.unravel_index costs 10 µs
+        for stride in self.strides:  # plain arithmetic: a step reads it, np.unravel_index costs 10 µs
             choice, index = divmod(index, stride)
             choices.append(choice)
         return tuple(choices)
