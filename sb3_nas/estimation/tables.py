@@ -85,10 +85,16 @@ def _nbgraph_hashes() -> np.ndarray:
     return hashes
 
 
-def _decode_nbgraph(path: Path, dataset: str) -> dict[str, np.ndarray]:
-    raw = load_restricted(path, NUMPY_GLOBALS)
+def _raw_table(path: Path, allowed: dict) -> dict:
+    """The dict of architectures a benchmark pickled, read with only the globals of ``allowed``."""
+    raw = load_restricted(path, allowed)
     if not isinstance(raw, dict):
         raise TablePickleError(f"benchmark table {path} is not a dict of architectures")
+    return raw
+
+
+def _decode_nbgraph(path: Path, dataset: str) -> dict[str, np.ndarray]:
+    raw = _raw_table(path, NUMPY_GLOBALS)
     hashes = _nbgraph_hashes()
     columns = {"validation": "valid_perf", "test": "perf", "latency": "latency", "n_params": "para"}
     arrays = {name: np.full(len(hashes), np.nan) for name in columns}
@@ -126,9 +132,7 @@ NAS_BENCH_GRAPH = Benchmark(
 
 def _decode_nb201(path: Path, _dataset: str) -> dict[str, np.ndarray]:
     allowed = {**NUMPY_GLOBALS, **{("analognasbench.data", name): Record for name in nasbench201.RECORDS}}
-    raw = load_restricted(path, allowed)
-    if not isinstance(raw, dict):
-        raise TablePickleError(f"benchmark table {path} is not a dict of architectures")
+    raw = _raw_table(path, allowed)
     space = nasbench201.SPACE
     arrays = {metric: np.full(space.size, np.nan) for metric in nasbench201.METRICS}
     for key, record in raw.items():

@@ -14,13 +14,12 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure, make_output_format
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
 from sb3_nas.algos import MetaA2C, RandomSearch
@@ -266,10 +265,8 @@ def check_learner(config: RunConfig) -> None:
     in one line."""
     if config.frozen or not is_import_path(config.algo):
         return
-    dataset = config.envs[0]
-    venv = DummyVecEnv(
-        [partial(make_env, config.replace(n_envs=1), dataset, config.memo, config.timesteps[0])]
-    )
+    dataset, memo = config.envs[0], open_memo(config.memo)
+    venv = make_vec_env(config.replace(n_envs=1), dataset, memo, config.timesteps[0])
     try:
         _learner(config, dataset, venv, None, configure(None, []))
     except (AssertionError, ValueError, TypeError, KeyError) as error:
@@ -277,6 +274,7 @@ def check_learner(config: RunConfig) -> None:
         raise UsageError(f"--algo {config.algo} cannot run on {config.env_id}: {reason}") from None
     finally:
         venv.close()
+        memo.close()
 
 
 def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Logger):
