@@ -4,6 +4,7 @@ Importing the package registers the Gymnasium environments ``sb3_nas/NasChain-v0
 ``sb3_nas/NasMultiBranch-v0``; the search strategies and the environment are importable from here::
 
     from sb3_nas import MetaA2C, MetaRLWrapper, NasEnv, RandomSearch
+    from sb3_nas import LocalSearch, RegularizedEvolution, TPESearch  # the NAS baselines
 """
 
 import os
@@ -16,16 +17,28 @@ HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
 
 from sb3_nas import envs  # noqa: E402, F401  (registers the environments)
-from sb3_nas.algos import MetaA2C, MetaRLWrapper, RandomSearch  # noqa: E402
+from sb3_nas.algos import (  # noqa: E402
+    LocalSearch,
+    MetaA2C,
+    MetaRLWrapper,
+    RandomSearch,
+    RegularizedEvolution,
+    SearchStrategy,
+    TPESearch,
+)
 from sb3_nas.envs import CHAIN_ENV_ID, MULTI_BRANCH_ENV_ID, NasEnv  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "CHAIN_ENV_ID",
     "MULTI_BRANCH_ENV_ID",
+    "LocalSearch",
     "MetaA2C",
     "MetaRLWrapper",
     "NasEnv",
     "RandomSearch",
+    "RegularizedEvolution",
+    "SearchStrategy",
+    "TPESearch",
     "__version__",
 ]

@@ -51,6 +51,12 @@ def build_parser() -> ArgumentParser:
         help=f"steps between checkpoints (default {DEFAULT_CHECKPOINT_EVERY}; 0: none)",
     )
     parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="tpe: a database URL where the search's trials go too, a study per environment named by the run "
+        "folder, which optuna-dashboard shows as it runs (default: the study in memory only)",
+    )
+    parser.add_argument(
         "--n-envs",
         type=int,
         default=1,
@@ -74,7 +80,11 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     table = read_config_file(args.resume)
     if "***" in str(table.get("memo", "")) and args.memo is None and not os.environ.get(MEMO_URL_ENV):
         raise UsageError(f"the memo of {args.resume} needs its password: give --memo or set ${MEMO_URL_ENV}")
-    config = read_run_config(args.resume, memo=args.memo)
+    if args.storage is not None and not table.get("storage"):
+        raise UsageError(f"{args.resume} kept its search's study in memory: --storage cannot be added now")
+    if "***" in str(table.get("storage") or "") and args.storage is None:
+        raise UsageError(f"the study storage of {args.resume} needs its password: give --storage")
+    config = read_run_config(args.resume, memo=args.memo, storage=args.storage)
     if args.device != parser.get_default("device"):
         config = config.replace(device=args.device)
     if args.accept_precision:
@@ -93,7 +103,7 @@ def execute(args: argparse.Namespace) -> int:
             algo=args.algo, envs=args.envs, timesteps=args.timesteps, fidelity=args.fidelity, memo=args.memo,
             seed=args.seed, multi_branch=args.multi_branch, sigma=args.sigma, device=args.device,
             n_envs=args.n_envs, accept_precision=args.accept_precision, conf_file=args.conf_file,
-            hyperparams=dict(args.hyperparams),
+            hyperparams=dict(args.hyperparams), storage=args.storage,
         )  # fmt: skip
         out = Path(args.out) if args.out else default_out(config.algo)
     try:

@@ -36,13 +36,20 @@ from stable_baselines3.common.monitor import Monitor
 import sb3_nas  # noqa: F401  (registers the environments)
 from sb3_nas.algos import MetaRLWrapper
 from sb3_nas.experiment.hyperparams import ConfigError, load_hyperparams, resolve_fractions
-from sb3_nas.experiment.registry import ALGOS, IMPORT_PATH, META_RL_ALGOS, algo_class, is_import_path
+from sb3_nas.experiment.registry import (
+    ALGOS,
+    IMPORT_PATH,
+    META_RL_ALGOS,
+    SEARCH_ALGOS,
+    algo_class,
+    is_import_path,
+)
 
 # the zoo's names of the project's algorithms where they differ
 ZOO_NAMES = {"recurrent_ppo": "ppo_lstm"}
 PROJECT_NAMES = {zoo: project for project, zoo in ZOO_NAMES.items()}
-# the project's algorithms the zoo can drive (random search has no policy for the zoo to build)
-ZOO_ALGOS = sorted(set(ALGOS) - {"random"})
+# the project's algorithms the zoo can drive (a search strategy has no policy for the zoo to build)
+ZOO_ALGOS = sorted(set(ALGOS) - SEARCH_ALGOS)
 TRIAL_WRAPPER = "sb3_nas.zoo.trial_wrapper"  # by its import path, also when run as __main__
 
 

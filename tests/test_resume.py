@@ -51,7 +51,17 @@ def kill_when(out: Path, rows: int, process: subprocess.Popen, timeout: float = 
 
 @pytest.mark.parametrize(
     ("algo", "kill_at"),
-    [("meta_a2c", 41), ("dqn", 20), ("random", 37), ("qrdqn", 20), ("trpo", 37), ("ars", 29)],
+    [
+        ("meta_a2c", 41),
+        ("dqn", 20),
+        ("random", 37),
+        ("qrdqn", 20),
+        ("trpo", 37),
+        ("ars", 29),
+        ("rea", 45),
+        ("local_search", 45),
+        ("tpe", 45),
+    ],
 )
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_run(algo, kill_at, tmp_path, capsys):
     reference = tmp_path / "reference"
@@ -118,3 +128,34 @@ def test_resume_may_accept_other_precisions_as_it_may_change_the_device(tmp_path
     args = parser.parse_args(["--resume", str(tmp_path), "--accept-precision", "fp32,bf16"])
     assert train.resumed_config(args, parser).accept_precision == ("fp32", "bf16")
     assert train.resumed_config(parser.parse_args(["--resume", str(tmp_path)]), parser).accept_precision == ()
+
+
+def test_a_tpe_study_on_a_storage_survives_a_kill_with_every_trial_once(tmp_path, capsys):
+    import optuna
+
+    from sb3_nas.experiment.runner import study_name
+
+    def trials(out: Path, database: Path) -> dict[str, list]:
+        url = f"sqlite:///{database}"
+        studies = {env: optuna.load_study(study_name=study_name(out, env), storage=url) for env in ENVS}
+        return {env: [(t.params, t.value) for t in study.trials] for env, study in studies.items()}
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    storage = ["--storage", f"sqlite:///{tmp_path / 'reference-studies.sqlite'}"]
+    assert train.main([*options("tpe", tmp_path / "reference.sqlite", reference), *storage]) == 0
+    storage = ["--storage", f"sqlite:///{tmp_path / 'killed-studies.sqlite'}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "sb3_nas.train",
+        *options("tpe", tmp_path / "killed.sqlite", killed),
+        *storage,
+    ]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert kill_when(killed, 45, process) < sum(TIMESTEPS)
+    capsys.readouterr()
+    assert train.main(["--resume", str(killed), "--memo", f"sqlite:///{tmp_path / 'killed.sqlite'}",
+                       "--no-progress"]) == 0  # fmt: skip
+    expected = trials(reference, tmp_path / "reference-studies.sqlite")
+    assert trials(killed, tmp_path / "killed-studies.sqlite") == expected  # each trial once, as uninterrupted
+    assert all(len(expected[env]) >= 2 for env in ENVS)

@@ -41,6 +41,7 @@ from sb3_nas.experiment.registry import (
     PAPER,
     PAPER_TIMESTEPS,
     REDUCED_TIMESTEPS,
+    SEARCH_ALGOS,
     paper_timesteps,
     resolve_timesteps,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "PAPER_TIMESTEPS",
     "PROGRESS_FILE",
     "REDUCED_TIMESTEPS",
+    "SEARCH_ALGOS",
     "STEP_COLUMNS",
     "ZOO_CONFIGS",
     "ConfigError",

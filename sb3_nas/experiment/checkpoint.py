@@ -3,10 +3,11 @@
 A checkpoint is taken where a learner's state is whole — at the start of a rollout, after the previous update
 — every ``checkpoint_every`` steps, and at the start of each environment. It holds the position (environment,
 steps done there), the learner's weights and optimizer state, its counters and recurrent state, DQN's replay
-buffer, the random search's generator and every global random generator. The environment's own state is not
-stored: the environment is deterministic given its actions, so resuming replays the recorded actions of the
-current environment through a fresh one, every reward a memo hit. One file, ``checkpoint.pt``, replaced
-atomically and read back with ``torch.load(weights_only=True)``: it holds tensors, numbers and strings only.
+buffer, a search strategy's state (its generator, population, neighbourhood or study) and every global random
+generator. The environment's own state is not stored: the environment is deterministic given its actions, so
+resuming replays the recorded actions of the current environment through a fresh one, every reward a memo hit.
+One file, ``checkpoint.pt``, replaced atomically and read back with ``torch.load(weights_only=True)``: it
+holds tensors, numbers and strings only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_nas.algos import RandomSearch
+from sb3_nas.algos import SearchStrategy
 from sb3_nas.errors import InputError
 from sb3_nas.experiment.files import replace_atomically
 
@@ -77,12 +78,8 @@ def set_global_rng_state(state: dict[str, Any]) -> None:
 
 def learner_state(learner: Any) -> dict[str, Any]:
     """What a learner needs to go on exactly: weights, optimizer, counters, recurrent state, replay buffer."""
-    if isinstance(learner, RandomSearch):
-        return {
-            "kind": "random",
-            "num_timesteps": learner.num_timesteps,
-            "rng": _generator_state(learner.rng),
-        }
+    if isinstance(learner, SearchStrategy):  # its state is plain data, kept as JSON text
+        return {"kind": "search", "state": json.dumps(learner.state_dict())}
     state: dict[str, Any] = {
         "kind": "sb3",
         "parameters": learner.get_parameters(),
@@ -107,7 +104,10 @@ def learner_state(learner: Any) -> dict[str, Any]:
 
 def restore_learner(learner: Any, state: dict[str, Any]) -> None:
     """Put ``state`` (from :func:`learner_state`) back into a learner built with the run's settings."""
-    if state["kind"] == "random":
+    if state["kind"] == "search":
+        learner.load_state_dict(json.loads(state["state"]))
+        return
+    if state["kind"] == "random":  # a random search's checkpoint written before the search strategies
         learner.num_timesteps = state["num_timesteps"]
         _set_generator_state(learner.rng, state["rng"])
         return

@@ -71,6 +71,8 @@ class RunConfig:
     :param hyperparams: the algorithm's constructor arguments per environment (fractions resolved)
     :param conf_file: the hyper-parameter file read, ``None`` for the shipped ``zoo_configs/<algo>.yml``
     :param model: the frozen policy an evaluation run follows (Experiment 2), ``None`` for a training run
+    :param storage: the database URL where a search strategy that keeps a study (``tpe``) adds its trials,
+        ``None`` for none (its password, if any, is never written to a file)
     """
 
     algo: str
@@ -87,6 +89,7 @@ class RunConfig:
     hyperparams: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     conf_file: str | None = None
     model: str | None = None
+    storage: str | None = None
 
     @property
     def env_id(self) -> str:
@@ -131,6 +134,7 @@ class RunConfig:
         hyperparams: Mapping[str, Any] | None = None,
         model: str | Path | None = None,
         check_data: bool = True,
+        storage: str | None = None,
     ) -> RunConfig:
         """Resolve and check every setting, before any work (raises an :class:`~sb3_nas.errors.InputError`).
 
@@ -138,6 +142,7 @@ class RunConfig:
         :param hyperparams: overrides of the zoo config's values, applied to every environment (``-params``)
         :param accept_precision: precision names, or ``"any"`` (:func:`precisions_accepted`)
         :param check_data: load every dataset now, so an unknown name fails before the first step
+        :param storage: a study storage URL for ``tpe`` (opened now, so that a bad one fails before any work)
         """
         check_algo(algo)
         envs = tuple(envs)
@@ -161,6 +166,8 @@ class RunConfig:
         if n_envs > 1 and algo in META_RL_ALGOS:
             raise UsageError(f"{algo} is a one-worker algorithm (§4.2.5): --n-envs must be 1")
         memo_url = memo_location(memo)
+        if storage is not None:
+            check_storage(algo, storage)
         per_env: dict[str, dict[str, Any]] = {}
         if model is None:
             own = conf_file is None and is_import_path(algo)  # a user's class ships no zoo_configs/ file
@@ -178,7 +185,7 @@ class RunConfig:
             multi_branch=bool(multi_branch), sigma=float(sigma), device=str(device), n_envs=int(n_envs),
             accept_precision=precisions_accepted(accept_precision), hyperparams=per_env,
             conf_file=None if conf_file is None else str(conf_file),
-            model=None if model is None else str(model),
+            model=None if model is None else str(model), storage=storage,
         )  # fmt: skip
         if check_data:
             for dataset in envs:  # an unknown name, a broken file or data the fidelity cannot use stop here
@@ -213,20 +220,29 @@ class RunConfig:
             "hyperparams": {env: dict(values) for env, values in self.hyperparams.items()},
             "frozen_policy": self.frozen,
             "model": self.model,
+            "storage": None if self.storage is None else masked_url(self.storage),
         }
 
     @classmethod
-    def from_dict(cls, table: Mapping[str, Any], where: str = "config", memo: str | None = None) -> RunConfig:
+    def from_dict(
+        cls,
+        table: Mapping[str, Any],
+        where: str = "config",
+        memo: str | None = None,
+        storage: str | None = None,
+    ) -> RunConfig:
         """A configuration as written by :meth:`to_dict` (or by the commands before it, format 1).
 
         The memo is ``memo`` when given, else the recorded URL when it holds no masked password, else the
-        default memo: a password is never read back from a file.
+        default memo; the study storage likewise is ``storage``, else the recorded URL without a masked
+        password, else none: a password is never read back from a file.
         """
         try:
             envs = tuple(str(env) for env in table["envs"])
             timesteps = tuple(int(t) for t in table["timesteps"])
             fidelity = get_fidelity(None if table["fidelity"] is None else str(table["fidelity"]))
             recorded = str(table.get("memo") or "")
+            stored = str(table.get("storage") or "")
             algo = str(table.get("algo", "meta_a2c"))
             frozen = bool(table.get("frozen_policy", False))
             config = cls(
@@ -239,6 +255,7 @@ class RunConfig:
                 n_envs=int(table.get("n_envs", 1)), hyperparams=dict(table.get("hyperparams") or {}),
                 conf_file=table.get("conf_file", table.get("conf")),
                 model=str(table.get("model", "")) if frozen else None,
+                storage=storage or (stored if stored and "***" not in stored else None),
             )  # fmt: skip
         except KeyError as error:
             raise RunFolderError(f"{where} names no {error.args[0]}") from None
@@ -296,6 +313,15 @@ def read_config_file(folder: str | Path) -> dict[str, Any]:
     return table
 
 
-def read_run_config(folder: str | Path, memo: str | None = None) -> RunConfig:
+def read_run_config(folder: str | Path, memo: str | None = None, storage: str | None = None) -> RunConfig:
     """The :class:`RunConfig` of a run folder."""
-    return RunConfig.from_dict(read_config_file(folder), f"run folder {folder}: {CONFIG_FILE}", memo)
+    return RunConfig.from_dict(read_config_file(folder), f"run folder {folder}: {CONFIG_FILE}", memo, storage)
+
+
+def check_storage(algo: str, storage: str) -> None:
+    """Refuse a study storage for an algorithm that keeps no study, or one that cannot be opened."""
+    if "storage" not in getattr(algo_class(algo), "run_arguments", ()):
+        raise UsageError(f"--storage holds the study of a tpe search; {algo} keeps none")
+    from sb3_nas.tuning.study import open_storage  # the tuning layer builds on this module
+
+    open_storage(storage).engine.dispose()

@@ -40,9 +40,11 @@ def config_path(algo: str) -> Path:
 
 
 def accepted_keys(algo_class: type) -> set[str]:
-    """The hyper-parameters ``algo_class`` takes: its constructor arguments and the zoo's fraction keys."""
+    """The hyper-parameters ``algo_class`` takes: its constructor arguments and the zoo's fraction keys, not
+    the arguments the run supplies (a search's ``storage``, which may hold a password, is an option)."""
+    run_arguments = set(getattr(algo_class, "run_arguments", ()))
     return (
-        (set(inspect.signature(algo_class.__init__).parameters) - {"self", "env"})
+        (set(inspect.signature(algo_class.__init__).parameters) - {"self", "env"} - run_arguments)
         | set(FRACTION_KEYS)
         | ZOO_KEYS
     )

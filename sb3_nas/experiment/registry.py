@@ -10,7 +10,15 @@ from sb3_contrib import QRDQN, TRPO, MaskablePPO, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_nas.algos import ARS, MetaA2C, RandomSearch
+from sb3_nas.algos import (
+    ARS,
+    LocalSearch,
+    MetaA2C,
+    RandomSearch,
+    RegularizedEvolution,
+    SearchStrategy,
+    TPESearch,
+)
 from sb3_nas.errors import UsageError
 
 ALGOS: dict[str, type] = {
@@ -24,9 +32,13 @@ ALGOS: dict[str, type] = {
     "qrdqn": QRDQN,
     "trpo": TRPO,
     "ars": ARS,  # sb3-contrib's, its callback handed each step (sb3_nas.algos.ars)
+    "rea": RegularizedEvolution,  # the NAS baselines, search strategies with SB3's interface
+    "local_search": LocalSearch,
+    "tpe": TPESearch,
 }
 META_RL_ALGOS = frozenset({"meta_a2c"})  # see the meta-RL inputs and keep one policy across environments
-LEARNERS = frozenset(ALGOS) - {"random"}  # algorithms with a policy to update
+SEARCH_ALGOS = frozenset(name for name, cls in ALGOS.items() if issubclass(cls, SearchStrategy))
+LEARNERS = frozenset(ALGOS) - SEARCH_ALGOS  # algorithms with a policy to update
 
 # t_max per environment of the paper (§6.1, §6.2), reachable as ``--timesteps paper``
 PAPER_TIMESTEPS = {"meta_a2c": (8000, 7000, 7000), "baseline": (6500, 5500, 7000)}  # Exp. 1
@@ -68,6 +80,11 @@ def algo_class(algo: str) -> type:
     return found
 
 
+def is_search(algo: str) -> bool:
+    """Whether ``algo`` is a search strategy (no policy: :class:`~sb3_nas.algos.SearchStrategy`)."""
+    return issubclass(algo_class(algo), SearchStrategy)
+
+
 def check_algo(algo: str) -> str:
     """``algo`` if it is registered or imports as an SB3 algorithm (raises :class:`UsageError` otherwise)."""
     algo_class(algo)
@@ -79,7 +96,8 @@ def paper_timesteps(
 ) -> tuple[int, ...]:
     """The paper's t_max on ``n_envs`` environments: Exp. 1 by algorithm, 2 (frozen) or 3 (multi-branch).
 
-    Random search and every other baseline learn from scratch on each environment, with DQN's budgets.
+    Random search, the NAS baselines and every other baseline learn from scratch on each environment, with
+    DQN's budgets.
     """
     if frozen:
         return (PAPER_EVALUATION_TIMESTEPS,) * n_envs

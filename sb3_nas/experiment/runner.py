@@ -22,7 +22,7 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger, configure
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm.auto import tqdm
 
-from sb3_nas.algos import MetaA2C, RandomSearch
+from sb3_nas.algos import MetaA2C, SearchStrategy
 from sb3_nas.errors import ModelError, UsageError
 from sb3_nas.estimation import RewardMemo, open_memo
 from sb3_nas.experiment.checkpoint import (
@@ -39,7 +39,7 @@ from sb3_nas.experiment.config import CONFIG_FILE, RunConfig
 from sb3_nas.experiment.environments import make_env, make_vec_env
 from sb3_nas.experiment.models import MODEL_FILE, load_model
 from sb3_nas.experiment.records import EPISODES_FILE, STEPS_FILE, RecordWriter, RunRecorder
-from sb3_nas.experiment.registry import algo_class, is_import_path
+from sb3_nas.experiment.registry import algo_class, is_import_path, is_search
 from sb3_nas.experiment.resume import PROGRESS_FILE, merge_progress, prepare_resume, replay
 
 StepHook = Callable[[Sequence[RunRecorder]], None]
@@ -57,7 +57,7 @@ class RunResult:
 
     def untrained_envs(self, config: RunConfig) -> list[str]:
         """Environments on which a learning algorithm never updated its policy (the budget was too short)."""
-        if config.frozen or algo_class(config.algo) is RandomSearch:
+        if config.frozen or is_search(config.algo):
             return []
         return [env for env in config.envs if self.n_updates.get(env, 0) == 0]
 
@@ -146,6 +146,7 @@ def run(
     model = load_model(config.model) if config.frozen else None  # a bad model file fails before any output
     if not resume:
         check_learner(config)
+        claim_studies(config, result.out, overwrite)
         prepare_run_folder(result.out, overwrite)
         config.write(result.out)
     memo = open_memo(config.memo)
@@ -207,9 +208,8 @@ def _run_learning(
             if checkpoint_every:
                 callbacks.append(RunCheckpointer(result.out, index, recorder, checkpoint_every,
                                                  result.out / PROGRESS_FILE))  # fmt: skip
-            if algo_class(config.algo) is RandomSearch:
-                learner = RandomSearch(venv, seed=config.seed)
-                learner.logger = logger
+            if is_search(config.algo):
+                learner = _search(config, dataset, venv, logger, result.out)
             else:
                 learner = model = _learner(config, dataset, venv, model, logger)
             mid_way = False
@@ -219,13 +219,12 @@ def _run_learning(
             continuing = mid_way or (config.meta_rl and learner.num_timesteps > 0)
             updates_before = getattr(learner, "_n_updates", 0)
             remaining = t_max - len(recorder.steps)
-            logging = {} if isinstance(learner, RandomSearch) else {"log_interval": 1}  # a row per rollout
-            callback = CallbackList(callbacks)
-            learner.learn(remaining, callback=callback, reset_num_timesteps=not continuing, **logging)
+            callback = CallbackList(callbacks)  # log_interval 1: a row of SB3's log per rollout
+            learner.learn(remaining, callback=callback, reset_num_timesteps=not continuing, log_interval=1)
             result.n_updates[dataset] = getattr(learner, "_n_updates", 0) - updates_before
             logger.dump(learner.num_timesteps)  # what the last rollout recorded (SB3 dumps before each one)
             venv.close()
-            if not config.meta_rl and not isinstance(learner, RandomSearch):
+            if not config.meta_rl:
                 learner.save(result.out / model_file(dataset))
     finally:
         if model is not None and config.meta_rl:
@@ -250,7 +249,7 @@ def _restore(
         restore_learner(learner, state)
     if mid_way:
         learner._last_obs = observation
-        if not hasattr(learner, "_last_lstm_states") and not isinstance(learner, RandomSearch):
+        if not hasattr(learner, "_last_lstm_states") and not isinstance(learner, SearchStrategy):
             learner._last_episode_starts = starts
         for key, value in resumed.checkpoint.get("log_pending", {}).items():
             learner.logger.record(key, value)
@@ -262,8 +261,18 @@ def _restore(
 def check_learner(config: RunConfig) -> None:
     """A user's algorithm (``package.module:ClassName``) built once on the run's first environment before
     anything is written, so that one that cannot act in its space, or rejects its hyper-parameters, is refused
-    in one line."""
-    if config.frozen or not is_import_path(config.algo):
+    in one line; a search strategy is built with no environment, which checks its settings."""
+    if config.frozen:
+        return
+    if is_search(config.algo):
+        for dataset, hyperparams in config.hyperparams.items():
+            try:
+                algo_class(config.algo)(None, seed=config.seed, **hyperparams)
+            except (ValueError, TypeError) as error:
+                reason = " ".join(str(error).split())
+                raise UsageError(f"--algo {config.algo} on {dataset}: {reason}") from None
+        return
+    if not is_import_path(config.algo):
         return
     dataset, memo = config.envs[0], open_memo(config.memo)
     venv = make_vec_env(config.replace(n_envs=1), dataset, memo, config.timesteps[0])
@@ -287,6 +296,44 @@ def _learner(config: RunConfig, dataset: str, venv: VecEnv, previous, logger: Lo
     model = algo_class(config.algo)(policy, venv, seed=config.seed, **hyperparams)
     model.set_logger(logger)
     return model
+
+
+def study_name(out: Path, dataset: str) -> str:
+    """The name of the study a search on ``dataset`` keeps on a storage: the run folder's path and it."""
+    return f"{out.resolve()}:{dataset}"
+
+
+def claim_studies(config: RunConfig, out: Path, overwrite: bool = False) -> None:
+    """Make room on the study storage for a new run's studies: one of the same name, an earlier run's in
+    the same folder, is deleted with ``overwrite`` and refused without."""
+    if config.storage is None:
+        return
+    import optuna
+
+    from sb3_nas.tuning.study import open_storage
+
+    storage = open_storage(config.storage)
+    taken = set(optuna.get_all_study_names(storage))
+    for dataset in config.envs:
+        name = study_name(out, dataset)
+        if name in taken and not overwrite:
+            raise UsageError(
+                f"the study storage holds study {name} already; choose another --out or --overwrite"
+            )
+        if name in taken:
+            optuna.delete_study(study_name=name, storage=storage)
+    storage.engine.dispose()
+
+
+def _search(config: RunConfig, dataset: str, venv: VecEnv, logger: Logger, out: Path) -> SearchStrategy:
+    """A search strategy for ``dataset``, with the run's storage where it keeps a study on one."""
+    cls = algo_class(config.algo)
+    given = dict(config.hyperparams.get(dataset, {}))
+    if config.storage is not None and "storage" in getattr(cls, "run_arguments", ()):
+        given.update(storage=config.storage, study_name=study_name(out, dataset))
+    learner = cls(venv, seed=config.seed, **given)
+    learner.set_logger(logger)
+    return learner
 
 
 def _run_frozen(
