@@ -17,7 +17,7 @@ from sb3_nas.algos.rea import scaled_sizes
 from sb3_nas.algos.tpe import parameter_name
 from sb3_nas.envs import TabularNasEnv
 from sb3_nas.errors import ModelError
-from sb3_nas.experiment import ALGOS, SEARCH_ALGOS
+from sb3_nas.experiment import ALGOS, SEARCH_ALGOS, load_run_model
 from sb3_nas.experiment.runner import model_file, study_name
 
 DECISIONS, CHOICES = 3, 4
@@ -254,6 +254,8 @@ def test_each_strategy_trains_saves_and_loads_through_the_run_commands(algo, tmp
     for dataset in ("nbgraph:cora", "nbgraph:citeseer"):
         search = ALGOS[algo].load(out / model_file(dataset), env=TabularNasEnv(dataset))
         assert search.record.best_reward == pytest.approx(steps[steps["env"] == dataset]["reward"].max())
+        loaded = load_run_model(out, dataset)  # as the class config.yml names
+        assert type(loaded) is ALGOS[algo] and loaded.record.best_reward == search.record.best_reward
     progress = pd.read_csv(out / "progress.csv")
     assert "rollout/episode_best_reward" in progress  # a row of SB3's log per episode
     assert set(SEARCH_ALGOS) >= {"random", algo}

@@ -55,6 +55,70 @@ def test_a_users_dqn_subclass_runs_through_train_and_is_recorded(tmp_path):
     assert (out / "model_nbgraph_cora.zip").is_file()
 
 
+def test_a_users_saved_model_loads_as_the_class_its_config_names_and_only_it(tmp_path, capsys):
+    import shutil
+    import zipfile
+
+    import numpy as np
+    from stable_baselines3 import DQN
+
+    from sb3_nas.envs import TabularNasEnv
+    from sb3_nas.errors import ModelError
+    from sb3_nas.experiment import load_run_model
+
+    out = tmp_path / "run"
+    argv = ["--algo", ALGO, "--envs", "nbgraph:cora", "--timesteps", "40", "--out", str(out), "--no-progress",
+            *PARAMS]  # fmt: skip
+    assert train.main(argv) == 0
+    model = load_run_model(out)
+    assert type(model).__name__ == "MyDQN" and type(model) is not DQN
+    reference = DQN.load(out / "model_nbgraph_cora.zip")  # SB3's own loader, which unpickles: for the check
+    observations = np.stack([TabularNasEnv("nbgraph:cora").reset(seed=s)[0] for s in range(3)])
+    for name, tensor in reference.policy.state_dict().items():
+        assert (model.policy.state_dict()[name] == tensor).all(), name
+    expected = reference.predict(observations, deterministic=True)[0]
+    assert (model.predict(observations, deterministic=True)[0] == expected).all()
+
+    # the file's data entry is never read: a pickle payload there runs nothing
+    import base64
+    import json
+    import pickle
+
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return exec, (f"open({str(marker)!r}, 'w')",)
+
+    saved, crafted = out / "model_nbgraph_cora.zip", tmp_path / "crafted.zip"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(crafted, "w") as target:
+        for item in source.namelist():
+            payload = source.read(item)
+            if item == "data":
+                data = json.loads(payload)
+                data["policy_class"] = {":serialized:": base64.b64encode(pickle.dumps(Payload())).decode()}
+                payload = json.dumps(data).encode()
+            target.writestr(item, payload)
+    shutil.move(crafted, saved)
+    assert type(load_run_model(out)).__name__ == "MyDQN"
+    assert not marker.exists()
+    with pytest.raises(Exception):  # noqa: B017  (SB3's own load would run it)
+        DQN.load(saved)
+    assert marker.exists()
+    marker.unlink()
+
+    # another algorithm's weights in the run folder are refused in one line
+    other = tmp_path / "ppo"
+    assert train.main(["--algo", "ppo", "--envs", "nbgraph:cora", "--timesteps", "40", "--out", str(other),
+                       "--no-progress"]) == 0  # fmt: skip
+    shutil.copy(other / "model_nbgraph_cora.zip", saved)
+    with pytest.raises(ModelError, match="is not a user_algos_for_tests:MyDQN model of this run") as error:
+        load_run_model(out)
+    assert len(str(error.value).splitlines()) == 1
+    with pytest.raises(ModelError, match="ran on nbgraph:cora, not nbgraph:pubmed"):
+        load_run_model(out, "nbgraph:pubmed")
+
+
 def test_a_users_algorithm_resumes_with_the_class_its_config_names(tmp_path):
     config = RunConfig.create(ALGO, envs=["nbgraph:cora"], timesteps=[40],
                               hyperparams={"policy": "MlpPolicy", "learning_starts": 10})  # fmt: skip

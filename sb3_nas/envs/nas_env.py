@@ -103,13 +103,20 @@ class NasEnv(gym.Env):
         self.render_mode = render_mode
         self.memo_info = bool(memo_info)
         self.actions = action_table(self.multi_branch)
-        self.action_space = gym.spaces.Discrete(len(self.actions), seed=seed)
-        width = row_width(self.max_depth, self.multi_branch)
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.max_depth * width,), np.float32, seed=seed)
+        self.observation_space, self.action_space = self.spaces(self.multi_branch, self.max_depth, seed)
         self.rows: list[NSC] = []
         self.pointer_offsets = [0, 0]  # p1, p2: offsets back from the newest layer, §4.2.2
         self.episode_step = 0
         self._network_input: tuple[PerformanceEstimator, tuple[int, int, int], int] | None = None
+
+    @staticmethod
+    def spaces(
+        multi_branch: bool = False, max_depth: int = MAX_DEPTH, seed: int | None = None
+    ) -> tuple[gym.spaces.Box, gym.spaces.Discrete]:
+        """The observation and action spaces of every environment of the chain or multi-branch space."""
+        width = row_width(max_depth, multi_branch)
+        observation_space = gym.spaces.Box(0.0, 1.0, (max_depth * width,), np.float32, seed=seed)
+        return observation_space, gym.spaces.Discrete(len(action_table(multi_branch)), seed=seed)
 
     @property
     def dataset(self) -> ImageDataset:

@@ -45,6 +45,7 @@ from sb3_nas.experiment.registry import (
     paper_timesteps,
     resolve_timesteps,
 )
+from sb3_nas.experiment.run_models import load_run_model
 from sb3_nas.experiment.runner import (
     PROGRESS_FILE,
     RunResult,
@@ -55,6 +56,7 @@ from sb3_nas.experiment.runner import (
 )
 
 __all__ = [
+    "load_run_model",
     "ALGOS",
     "CHECKPOINT_FILE",
     "DEFAULT_CHECKPOINT_EVERY",

@@ -41,7 +41,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from sb3_nas.algos import MetaA2C, MetaRLWrapper
 from sb3_nas.envs import NasEnv, TabularNasEnv
 from sb3_nas.errors import ModelError
-from sb3_nas.estimation import BENCHMARKS, PerformanceEstimator
+from sb3_nas.estimation import BENCHMARKS
 
 MODEL_FILE = "model.zip"  # a meta-RL run's policy, beside its config.yml
 DATA, POLICY, OPTIMIZER = "data", "policy.pth", "policy.optimizer.pth"
@@ -170,8 +170,7 @@ def nas_spaces(multi_branch: bool) -> tuple[gym.Space, gym.Space]:
 
     They are those of ``NasEnv`` in ``MetaRLWrapper``, built without a dataset (the spaces need none).
     """
-    no_estimator = cast(PerformanceEstimator, object())  # NasEnv only stores it; nothing here estimates
-    env = MetaRLWrapper(NasEnv(estimator=no_estimator, multi_branch=multi_branch), trial_steps=1)
+    env = MetaRLWrapper(SpacesOnly(*NasEnv.spaces(multi_branch)), trial_steps=1)  # type: ignore[arg-type]
     return env.observation_space, env.action_space
 
 
@@ -369,7 +368,7 @@ def _policy_shapes(path: Path, state: dict[str, th.Tensor]) -> tuple[int, int]:
         raise ModelError(f"model file {path} has no MetaA2C LSTM policy in its {POLICY}") from None
 
 
-class _SpacesOnly(gym.Env):
+class SpacesOnly(gym.Env):
     """An environment that only declares its spaces: what ``MetaRLWrapper`` needs to derive its own."""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -381,7 +380,7 @@ def search_spaces() -> dict[str, tuple[gym.Space, gym.Space]]:
     multi-branch spaces and each tabular benchmark's."""
     spaces = {"chain": nas_spaces(False), "multi-branch": nas_spaces(True)}
     for benchmark in BENCHMARKS.values():
-        wrapped = MetaRLWrapper(_SpacesOnly(*TabularNasEnv.spaces(benchmark.space)), trial_steps=1)
+        wrapped = MetaRLWrapper(SpacesOnly(*TabularNasEnv.spaces(benchmark.space)), trial_steps=1)
         spaces[benchmark.title] = (wrapped.observation_space, wrapped.action_space)
     return spaces
 
