@@ -162,6 +162,16 @@ def test_comparison_outputs_the_statistics_of_its_runs(made):
     expected = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y])
     best_section = markdown.split("### best accuracy")[1].split("###")[0]
     assert _row(best_section, "random", "dqn")[2].startswith(f"{expected:.2f}")
+    # the ranking: by IQM of the best accuracy, with P(reference > each), the reference the first algorithm
+    ranking = markdown.split("## Ranking by best accuracy, per environment")[1].split("\n## ")[0]
+    ranked = [_row(ranking, str(rank)) for rank in (1, 2)]
+    assert [cells[1] for cells in ranked] == sorted(
+        ALGOS, key=lambda a: -_interval(_row(markdown, a, "digits")[3])[0]
+    )
+    for cells in ranked:
+        assert cells[3] == _row(markdown, cells[1], "digits")[3]
+        assert cells[4] == ("—" if cells[1] == "random" else _row(best_section, "random", "dqn")[2])
+    assert "Ranking by best accuracy" in html
     assert "With 2 seeds the IQM is their mean" in markdown
     # wall time and memo hit rate per run
     for (algo, seed), s in scores.items():

@@ -74,6 +74,8 @@ SCORES = {  # id → (title, format); {k} is the number of last episodes
 NSC_SCORES = ("best_accuracy", "last_best_reward", "networks")
 TABULAR_SCORES = ("best_accuracy", "test_accuracy", "regret", "last_best_reward", "networks")
 TABULAR_TITLES = {"best_accuracy": "best validation accuracy", "networks": "distinct architectures queried"}
+RANKED_SCORES = {False: ("best_accuracy",), True: ("best_accuracy", "test_accuracy")}  # by tabular
+REFERENCE_ALGO = "meta_a2c"  # the rankings' P(reference > each)
 LOWER_IS_BETTER = frozenset({"regret"})  # no probability of improvement: test accuracy's says the same
 
 
@@ -226,6 +228,24 @@ class Comparison:
     def score_title(self, score: str) -> str:
         title = TABULAR_TITLES.get(score, SCORES[score][0]) if self.tabular else SCORES[score][0]
         return title.format(k=self.last_episodes)
+
+    @property
+    def reference(self) -> str:
+        """The algorithm the rankings give the probability of improvement of: meta_a2c, else the first."""
+        return REFERENCE_ALGO if REFERENCE_ALGO in self.algos else self.algos[0]
+
+    def improvement_of(self, x: str, y: str, env: str, score: str) -> Interval | None:
+        """P(x > y) on ``score`` in ``env`` [95% CI] (``None`` where it was not computed)."""
+        table = self.improvement
+        if table.empty:
+            return None
+        rows = table[
+            (table["x"] == x) & (table["y"] == y) & (table["environment"] == env) & (table["score"] == score)
+        ]
+        if rows.empty:
+            return None
+        row = rows.iloc[0]
+        return Interval(float(row["probability"]), float(row["low"]), float(row["high"]))
 
     def interval(self, algo: str, env: str, score: str) -> Interval:
         row = self.scores[
@@ -475,6 +495,9 @@ def render_markdown(comparison: Comparison) -> str:
     parts = [f"# Comparison: {', '.join(c.algos)}", "", *[f"- {line}" for line in _settings(c)], ""]
     parts += [*[f"- {note}" for note in _notes(c)], ""]
     parts += ["## Scores: IQM over seeds [95% CI]", "", scores_markdown(c), ""]
+    parts += [f"## Ranking by {c.score_title(RANKED_SCORES[c.tabular][0])}, per environment", ""]
+    for env in c.envs:
+        parts += [f"### {env}", "", _md_table(*_ranking_rows(c, env), 2), ""]
     parts += ["## Probability of improvement P(X > Y) [95% CI]", ""]
     columns = list(dict.fromkeys(c.improvement["environment"])) if len(c.improvement) else []
     for score in [score for score in c.score_ids if score not in LOWER_IS_BETTER]:
@@ -522,6 +545,33 @@ def _scores_rows(c: Comparison) -> tuple[list[str], list[list[object]]]:
             intervals = {score: c.interval(algo, env, score) for score in c.score_ids}
             seeds = max(interval.n for interval in intervals.values())
             rows.append([algo, env, seeds, *[intervals[s].format(SCORES[s][1]) for s in c.score_ids]])
+    return header, rows
+
+
+def _ranking_rows(c: Comparison, env: str) -> tuple[list[str], list[list[object]]]:
+    """The algorithms on ``env`` from the highest IQM of the first ranked score down, each with its interval
+    and the probability that the reference algorithm improves on it (on each ranked score)."""
+    ranked = RANKED_SCORES[c.tabular]
+    reference = c.reference
+    header = ["rank", "algorithm", "seeds"]
+    for score in ranked:
+        header += [c.score_title(score), f"P({reference} > algorithm), {c.score_title(score)}"]
+
+    def key(algo: str) -> float:  # highest first; an algorithm without a value last
+        point = c.interval(algo, env, ranked[0]).point
+        return -point if math.isfinite(point) else math.inf
+
+    order = sorted(c.algos, key=key)
+    rows = []
+    for rank, algo in enumerate(order, start=1):
+        row: list[object] = [rank, algo, c.interval(algo, env, ranked[0]).n]
+        for score in ranked:
+            improvement = None if algo == reference else c.improvement_of(reference, algo, env, score)
+            row += [
+                c.interval(algo, env, score).format(SCORES[score][1]),
+                "—" if improvement is None else improvement.format("{:.2f}"),
+            ]
+        rows.append(row)
     return header, rows
 
 
@@ -692,6 +742,10 @@ def render_html(comparison: Comparison) -> str:
         "scores": (
             "Scores: IQM over seeds [95% CI]",
             _html_table(*_scores_rows(c)) + figure_html(scores_figure(c), "scores"),
+        ),
+        "ranking": (
+            f"Ranking by {c.score_title(RANKED_SCORES[c.tabular][0])}, per environment",
+            "".join(f"<h3>{escape(env)}</h3>{_html_table(*_ranking_rows(c, env))}" for env in c.envs),
         ),
         "improvement": ("Probability of improvement P(X > Y) [95% CI]", _improvement_html(c)),
         "curves": (
