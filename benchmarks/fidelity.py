@@ -1,4 +1,4 @@
-"""Fidelity study (issue 13): how the cheap fidelities rank networks against the paper's.
+"""Fidelity study: how the cheap fidelities rank networks against the paper's.
 
     python benchmarks/fidelity.py                                   # the study: 2 tasks × (40 + 8) networks
     python benchmarks/fidelity.py --no-train                        # the tables from what the memo holds

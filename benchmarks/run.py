@@ -1,17 +1,17 @@
-"""Performance-estimation benchmarks, every figure from this one run (issue 6).
+"""Performance-estimation benchmarks, every figure from this one run.
 
     python benchmarks/run.py --quick                          # CPU, default fidelity, under five minutes
     python benchmarks/run.py                                  # + networks per hour with 1, 2, 4 trainers
     python benchmarks/run.py --device cuda --fidelity paper   # on a GPU machine
     python benchmarks/run.py --quick --profile                # + the operator profile of one training
-    python benchmarks/run.py --fidelity paper --cpu-history --only g   # paper-fidelity CPU training, issue 13
+    python benchmarks/run.py --fidelity paper --cpu-history --only g   # paper fidelity, CPU, step by step
 
 Prints (a) seconds per network and accuracy, sb3_nas's trainer against a plain PyTorch loop
 (benchmarks/plain_loop.py), for chain networks of 1, 4 and 9 layers; (b) achieved FLOP/s against the peak of a
 large matmul measured here; (c) environment steps per second from the memo; (d) the memo hit rate of a default
 meta_a2c run; (e) the projected time of Experiment 1 at the paper's fidelity and data sizes; (f) networks per
 hour with 1, 2 and 4 trainers at once; (g) with ``--cpu-history``, the 1- and 4-layer chains trained side by
-side as the trainer ran before issue 13 and after each of its steps: PyTorch's transparent huge pages on (as
+side without the CPU speed-ups and with each added in turn: PyTorch's transparent huge pages on (as
 ``import sb3_nas`` sets), the network's channels_last gradient at the Flatten, and the dense layers in bf16
 where the CPU runs bf16 natively (``SpeedSettings.bf16_dense``).
 The last line is ``cpu_speedup=<ratio> memo_steps_per_s=<rate> ...``
@@ -70,7 +70,7 @@ from sb3_nas.space import (  # noqa: E402
     validate_nsc,
 )
 
-# Experiment 1 of the paper (§6.1, SPEC §10): steps per environment and each dataset's image count
+# Experiment 1 of the paper (§6.1): steps per environment and each dataset's image count
 # (omniglot 1623 characters × 20; Oxford flowers 8189; DTD 5640), all split 2/3 train, 1/3 test.
 PAPER_EXP1 = {"omniglot": (8000, 32_460), "vgg_flower": (7000, 8_189), "dtd": (7000, 5_640)}
 # Distinct networks for the concurrency measurement: the three chains with each kernel size of layer 1
@@ -274,22 +274,22 @@ def _timed_worker_init(task: str, fidelity_name: str, device: str) -> None:
     evaluate_plan(warm, data, fidelity.replace(epochs=1))  # warm-up: allocator, kernels, threads
 
 
-def _network_before_issue_13(plan) -> NSCNetwork:
-    """The network as built before issue 13: torch's own Flatten, whose gradient comes back NCHW."""
+def _network_with_torch_flatten(plan) -> NSCNetwork:
+    """The network with torch's own Flatten, whose gradient comes back NCHW (the speed-ups' baseline)."""
     network = NSCNetwork(plan)
     network.head[0] = torch.nn.Flatten()
     return network
 
 
 class Step(NamedTuple):
-    """What one step of issue 13 turned on, with every step before it."""
+    """What one CPU speed-up turns on, with every one before it."""
 
     huge_pages: bool  # PyTorch's transparent huge pages (the worker process's environment)
     flatten: bool  # the network's Flatten keeps channels_last gradients
     bf16_dense: bool  # SpeedSettings.bf16_dense as the device chooses it (else off)
 
 
-# (g) the CPU trainer's steps of issue 13, each added to the one before
+# (g) the CPU trainer's speed-ups, each added to the ones before
 HISTORY = {
     "before": Step(huge_pages=False, flatten=False, bf16_dense=False),
     "huge_pages": Step(huge_pages=True, flatten=False, bf16_dense=False),
@@ -305,7 +305,7 @@ def _timed_evaluate(
     data = prepare_data(load_dataset(task), fidelity, device)
     plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
     step = HISTORY[variant]
-    build = (lambda: NSCNetwork(plan)) if step.flatten else (lambda: _network_before_issue_13(plan))
+    build = (lambda: NSCNetwork(plan)) if step.flatten else (lambda: _network_with_torch_flatten(plan))
     settings = SpeedSettings.for_device(resolve_device(device))
     if not step.bf16_dense:
         settings = dataclasses.replace(settings, bf16_dense=False)
@@ -330,9 +330,9 @@ def _huge_pages_pool(enabled: bool, task: str, fidelity_name: str, device: str) 
 
 
 def history_table(task: str, fidelity, device, repeats: int, peak: float) -> pd.DataFrame:
-    """(g) seconds per network of the 1- and 4-layer chains before issue 13 and after each of its steps, the
-    variants interleaved (before, huge_pages, flatten, now, before, …) so all see the same machine; ``before``
-    runs in a worker with huge pages off, the others in one with them on. Accuracies are seed 0's."""
+    """(g) seconds per network of the 1- and 4-layer chains without the CPU speed-ups and with each added in
+    turn, the variants interleaved (before, huge_pages, flatten, now, before, …) so all see the same machine;
+    ``before`` runs in a worker with huge pages off, the others in one with them on. Accuracies: seed 0's."""
     data = prepare_data(load_dataset(task), fidelity, device)
     args = (task, fidelity.name, str(device))
     pools = {on: _huge_pages_pool(on, *args) for on in (False, True)}
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         "--cpu-history",
         "--huge-pages",
         action="store_true",
-        help="(g) 1- and 4-layer chains before issue 13's CPU speed-ups and after each",
+        help="(g) 1- and 4-layer chains without the CPU speed-ups and with each added in turn",
     )
     parser.add_argument(
         "--only",
@@ -473,12 +473,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.cpu_history and "g" in sections:
         table = history_table(args.task, fidelity, device, repeats, peak)
         steps = ", ".join(HISTORY)
-        print(
-            f"(g) {args.task}, median of {repeats}, seconds per network at each step of issue 13 ({steps}):"
-        )
+        print(f"(g) {args.task}, median of {repeats}, seconds per network at each CPU speed-up ({steps}):")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         for depth, speedup in zip(table["layers"], table["speedup"], strict=True):
-            pairs[f"issue13_speedup_{depth}"] = f"{speedup:.2f}"
+            pairs[f"cpu_speedup_{depth}"] = f"{speedup:.2f}"
     if args.profile:
         profile(args.task, fidelity, device, args.profile)
     print(" ".join(f"{name}={value}" for name, value in pairs.items()))

@@ -1,4 +1,4 @@
-"""Performance estimation: the early-stop trainer, fidelities, and the memo in front of it (SPEC §4–§5)."""
+"""Performance estimation: the early-stop trainer, fidelities, and the memo in front of it (§4.1.2, §5)."""
 
 import dataclasses
 
@@ -47,7 +47,7 @@ def test_new_settings_at_their_default_keep_every_registered_digest_and_memo_key
     # answer; a new setting enters the digest only once it is set
     assert {name: f.digest for name, f in FIDELITIES.items()} == {
         "paper": "49caf78e6cb385f8",
-        "paper64": "255dd047bcc20dcc",  # registered after max_params, by the fidelity study (issue 13)
+        "paper64": "255dd047bcc20dcc",  # the fidelity study's: the paper's at 64×64
         "cpu": "fd76358b41821e95",
         "tiny": "a7f4e199a3689701",
     }

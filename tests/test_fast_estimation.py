@@ -1,4 +1,4 @@
-"""The fast trainer (issue 6): device choice, fidelity overrides, speed settings that keep the reward, and the
+"""The fast trainer: device choice, fidelity overrides, speed settings that keep the reward, and the
 benchmark command's contract."""
 
 import os
@@ -174,7 +174,7 @@ def test_quick_benchmark_ends_with_the_summary_line(tmp_path):
     assert any(line.startswith("(a)") for line in lines) and any("GFLOP/s" in line for line in lines)
 
 
-def test_the_cpu_history_section_times_every_step_of_issue_13(tmp_path):
+def test_the_cpu_history_section_times_every_cpu_speedup_in_turn(tmp_path):
     command = [
         sys.executable, str(ROOT / "benchmarks" / "run.py"), "--fidelity", "tiny", "--cpu-history",
         "--only", "g", "--repeats", "1",
@@ -189,7 +189,7 @@ def test_the_cpu_history_section_times_every_step_of_issue_13(tmp_path):
     assert [row["layers"] for row in rows] == ["1", "4"]
     assert all(0 < float(row["before_acc"]) <= 1 and float(row["now_s"]) > 0 for row in rows)
     pairs = dict(pair.split("=") for pair in lines[-1].split())
-    assert set(pairs) == {"issue13_speedup_1", "issue13_speedup_4"} and float(pairs["issue13_speedup_1"]) > 0
+    assert set(pairs) == {"cpu_speedup_1", "cpu_speedup_4"} and float(pairs["cpu_speedup_1"]) > 0
 
 
 def _benchmark_module():

@@ -1,4 +1,4 @@
-"""The fidelity study's pieces (issue 13): the chain-space counts against brute force through the builder, the
+"""The fidelity study's pieces: the chain-space counts against brute force through the builder, the
 rank statistics on known inputs, the sampler's stratification, and the benchmark end to end at ``tiny``."""
 
 import itertools
@@ -52,7 +52,7 @@ def test_invalid_share_is_the_mean_over_depths_and_matches_the_issue():
     assert n == 7
     expected = 1 - np.mean([_brute_force_valid(5, d) / n**d for d in (1, 2, 3)])
     assert invalid_share(5, depths=(1, 2, 3)) == pytest.approx(expected)
-    # issue 13's figures for depths 1–9: about 60% invalid at 16×16, 27% at 84×84, 81× fewer valid chains
+    # the study's figures for depths 1–9: about 60% invalid at 16×16, 27% at 84×84, 81× fewer valid chains
     assert invalid_share(16) == pytest.approx(0.60, abs=0.01)
     assert invalid_share(84) == pytest.approx(0.27, abs=0.01)
     ratio = sum(valid_chains(84, d) for d in range(1, 11)) / sum(valid_chains(16, d) for d in range(1, 11))

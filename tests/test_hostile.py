@@ -1,4 +1,4 @@
-"""Hostile input (issue 14, item 8): random action sequences, random NSC lists and random fidelity overrides
+"""Hostile input: random action sequences, random NSC lists and random fidelity overrides
 let nothing escape but the errors they are documented to raise, and bad files and settings given to a command
 end in one ``error:`` line."""
 

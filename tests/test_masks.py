@@ -1,4 +1,4 @@
-"""Action masks (issue 12, item 3): an action is masked exactly when it would end the episode with reward 0
+"""Action masks: an action is masked exactly when it would end the episode with reward 0
 for a reason known before training, and sb3-contrib's MaskablePPO, run by the training command, never takes
 one."""
 

@@ -1,4 +1,4 @@
-"""The reward memo (SPEC §5): persistent, first-write-wins, cached, shareable between processes."""
+"""The reward memo (§5 of the paper): persistent, first-write-wins, cached, shareable between processes."""
 
 from __future__ import annotations
 

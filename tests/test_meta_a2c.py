@@ -220,7 +220,7 @@ def test_defaults_are_the_papers():
     # j, γ, η, α of §4.2.5 and the reference's vf_coef, max_grad_norm; λ = 1 gives R_t of Eq. 1
     assert (model.n_steps, model.gamma, model.ent_coef, model.learning_rate) == (5, 0.9, 0.01, 1e-3)
     assert (model.gae_lambda, model.vf_coef, model.max_grad_norm) == (1.0, 0.5, 0.5)
-    # the reference's TensorFlow RMSProp (SPEC §13), with SB3's A2C settings
+    # the reference's TensorFlow RMSProp (docs/design.md), with SB3's A2C settings
     optimizer = model.policy.optimizer
     assert type(optimizer) is RMSpropTFLike
     group = optimizer.param_groups[0]
@@ -273,7 +273,7 @@ def _first_update(policy_kwargs=None):
 
 
 def test_first_update_is_tensorflow_rmsprops_not_pytorchs():
-    # SPEC §13: TF's RMSProp starts its mean square at one, ε inside the root; PyTorch's starts at zero
+    # TF's RMSProp starts its mean square at one, ε inside the root; PyTorch's starts at zero
     actions, before, grads, update = _first_update()
     torch_rmsprop = dict(alpha=0.99, eps=1e-5, weight_decay=0)
     torch_actions, torch_before, torch_grads, torch_update = _first_update(
@@ -289,7 +289,7 @@ def test_first_update_is_tensorflow_rmsprops_not_pytorchs():
     for name, grad in grads.items():  # θ -= lr g / √(α·1 + (1 - α) g² + ε); atol: float32 rounding of θ
         expected = -lr * grad / (alpha + (1 - alpha) * grad**2 + eps).sqrt()
         assert th.allclose(update[name], expected, rtol=1e-3, atol=1e-7), name
-    # PyTorch's first step is 10·lr·sign(g) (measured: norm 0.77 against 0.0005 here); SPEC §13 says ten times
+    # PyTorch's first step is 10·lr·sign(g) (measured: norm 0.77 against 0.0005 here); at least ten times
     norm = lambda deltas: th.cat([d.flatten() for d in deltas.values()]).norm().item()  # noqa: E731
     assert norm(update) < norm(torch_update) / 10
 

@@ -1,4 +1,4 @@
-"""The search space: NSC rules, action table, state encoding and the network builder (SPEC §2–§3)."""
+"""The search space: NSC rules, action table, state encoding and the network builder (§4.1.1, Fig. 4)."""
 
 import pytest
 import torch

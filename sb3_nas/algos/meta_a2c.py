@@ -145,9 +145,10 @@ class MetaA2C(RecurrentPPO):
             # §4.2.5: actor and critic share every parameter but their output layers
             policy_kwargs.update(shared_lstm=True, enable_critic_lstm=False)
         if "optimizer_class" not in policy_kwargs:
-            # The reference's TensorFlow RMSProp (SPEC §13): its mean of squared gradients starts at one, ε
-            # inside the square root. PyTorch's RMSprop starts at zero: its first step is 10·lr·sign(g), about
-            # 10/|g| times TF's lr·g (the clipped gradients here are far below one). SB3's A2C settings.
+            # The reference's TensorFlow RMSProp (docs/design.md): its mean of squared gradients starts at
+            # one, ε inside the square root. PyTorch's RMSprop starts at zero: its first step is
+            # 10·lr·sign(g), about 10/|g| times TF's lr·g (the clipped gradients here are far below one).
+            # SB3's A2C settings.
             policy_kwargs["optimizer_class"] = RMSpropTFLike
             policy_kwargs["optimizer_kwargs"] = dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0)
 

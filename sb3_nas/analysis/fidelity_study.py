@@ -1,4 +1,4 @@
-"""How faithfully a cheap fidelity ranks networks like the paper's (issue 13): the pieces of
+"""How faithfully a cheap fidelity ranks networks like the paper's: the pieces of
 ``benchmarks/fidelity.py``.
 
 - The chain space at an input size, counted with the builder's own shape rule (:func:`spatial_size`, no
@@ -28,7 +28,7 @@ from sb3_nas.space import KERNELS, LayerType, canonical_network, spatial_size, v
 CHAIN_LAYERS: tuple[tuple[LayerType, int], ...] = tuple(
     (layer_type, kernel) for layer_type, kernels in KERNELS.items() for kernel in kernels
 )
-STUDY_DEPTHS = tuple(range(1, 10))  # the issue's depths 1–9
+STUDY_DEPTHS = tuple(range(1, 10))  # the study's depths: chains of 1–9 layers
 
 
 @functools.cache

@@ -12,7 +12,7 @@ import numpy as np
 
 from sb3_nas.errors import InputError
 
-# A stratified 1/3 test split needs at least one test and two training examples of every class (SPEC §4).
+# A stratified 1/3 test split needs at least one test and two training examples of every class (§4.1.2).
 MIN_EXAMPLES_PER_CLASS = 3
 # classes are called unbalanced (a warning, not an error) when the largest holds more than this many times
 # the images of the smallest

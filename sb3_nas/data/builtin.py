@@ -1,4 +1,5 @@
-"""Built-in offline tasks: real images shipped inside installed wheels, no network access (SPEC §11).
+"""Built-in offline tasks: real images shipped inside installed wheels, no network access (in place of the
+meta-dataset sources of §6; docs/datasets.md).
 
 Three tasks stand in for the paper's meta-training sources and two for its held-out ones, in the same order
 of difficulty (Appendix A). Procedural variants draw from fixed seeds, so their content and fingerprint are

@@ -41,7 +41,7 @@ class Estimate:
 
 def memo_key(dataset_fingerprint: str, network: str, fidelity: Fidelity, precision: str) -> str:
     """The memo's key: dataset content, canonical network, fidelity settings and the numeric precision of
-    the training (SPEC §5): ``fp32``, ``bf16``, ``bf16-dense``, or ``unrecorded`` for the key entries had
+    the training: ``fp32``, ``bf16``, ``bf16-dense``, or ``unrecorded`` for the key entries had
     before the memo recorded the precision (:func:`entry_key`)."""
     return entry_key(dataset_fingerprint, fidelity.id, fidelity.digest, network, precision)
 

@@ -21,8 +21,8 @@ class UnknownFidelityError(FidelityError):
     """A fidelity name that is not registered, or a malformed override of a registered one."""
 
 
-# Settings added after memo entries were stored: left out of the digest while they hold their default (None),
-# so the digest, and with it every memo key, of a fidelity that does not use them stays what it was.
+# Settings left out of the digest while they hold their default (None): a fidelity that does not use them
+# keeps the digest, and with it every memo key, that it has without them.
 _UNDIGESTED_WHEN_NONE = ("max_params",)
 
 

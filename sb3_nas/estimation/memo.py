@@ -1,4 +1,4 @@
-"""On-disk reward memo: the "database of experiments" of §5 (SPEC §5).
+"""On-disk reward memo: the "database of experiments" of §5.
 
 Every evaluated network is stored under a key computed by the caller (dataset fingerprint, canonical
 network, fidelity) and reused by every later step, trial and process. The store is any SQLAlchemy URL:
@@ -60,7 +60,7 @@ def entry_key(
     dataset_fingerprint: str, fidelity_id: str, fidelity_digest: str, network: str, precision: str
 ) -> str:
     """The memo key of a reward: dataset content, fidelity (``name@version`` and the digest of its settings),
-    numeric precision and canonical network (SPEC §5).
+    numeric precision and canonical network.
 
     For :data:`UNRECORDED_PRECISION` it is the key of the memo before the precision was recorded (the
     precision is left out of the hashed text), so the entries stored then keep answering to their keys; a
@@ -119,7 +119,7 @@ class MemoEntry:
     flops: int
     train_seconds: float
     created_at: float = field(default_factory=time.time)
-    # fields added after the first release: at the end, with the value that rows stored before them read as
+    # fields a memo may lack (it is migrated): at the end, with the value such rows read as
     precision: str = UNRECORDED_PRECISION
     fidelity_digest: str = ""
 
