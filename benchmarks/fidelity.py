@@ -51,7 +51,7 @@ from sb3_nas.estimation import (
     configure_threads,
     get_fidelity,
     open_memo,
-    precisions_accepted,
+    parse_precisions,
 )
 from sb3_nas.estimation.memo import DEFAULT_MEMO_URL
 
@@ -105,7 +105,7 @@ def run_study(args, fidelities, reference, networks, out: Path) -> pd.DataFrame:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, FIELDS)
         writer.writeheader()
-        accepted = precisions_accepted(args.accept_precision)
+        accepted = parse_precisions(args.accept_precision)
         for task in split_list(args.tasks):
             estimators = {
                 f.name: PerformanceEstimator(task, f, memo, args.device, accept_precision=accepted)

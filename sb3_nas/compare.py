@@ -24,7 +24,15 @@ from sb3_nas.analysis.comparison import (
     write_comparison,
 )
 from sb3_nas.analysis.few_seeds import DEFAULT_REPS
-from sb3_nas.cli import ArgumentParser, add_shared, int_list, positive_int, run_command, split_list
+from sb3_nas.cli import (
+    EXIT_INTERRUPTED,
+    ArgumentParser,
+    add_shared,
+    int_list,
+    positive_int,
+    run_command,
+    split_list,
+)
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.experiment import REDUCED_TIMESTEPS
 from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_comparison
@@ -131,7 +139,7 @@ def execute(args: argparse.Namespace) -> int:
             f"interrupted; what was recorded is kept: run the same command again to continue ({out})",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
     comparison = compare_plan(plan, last_episodes=args.last_episodes, reps=args.reps)
     markdown, html = write_comparison(comparison, out)
     print(scores_markdown(comparison))

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sb3_nas.cli import ArgumentParser, add_shared, positive_int, run_command
+from sb3_nas.cli import EXIT_INTERRUPTED, ArgumentParser, add_shared, positive_int, run_command
 from sb3_nas.errors import UsageError
 from sb3_nas.estimation import default_memo_url, is_table_spec, masked_url
 from sb3_nas.experiment import resolve_timesteps
@@ -122,7 +122,7 @@ def execute(args: argparse.Namespace) -> int:
         ran = run_worker(study, objective, sweep.n_trials)
     except KeyboardInterrupt:
         print("interrupted; the running trial is stored as failed, the study can be resumed", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     print(report(study, ran, args.storage))
     finished = study.get_trials(deepcopy=False, states=FINISHED)
     if finished and all(trial.state == TrialState.FAIL for trial in finished):

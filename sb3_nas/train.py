@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from sb3_nas.cli import ArgumentParser, add_shared, default_out, print_results, run_command
+from sb3_nas.cli import EXIT_INTERRUPTED, ArgumentParser, add_shared, default_out, print_results, run_command
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.errors import UsageError
-from sb3_nas.estimation import precisions_accepted
+from sb3_nas.estimation import parse_precisions
 from sb3_nas.estimation.memo import MEMO_URL_ENV
 from sb3_nas.experiment import (
     ALGOS,
@@ -88,7 +88,7 @@ def resumed_config(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if args.device != parser.get_default("device"):
         config = config.replace(device=args.device)
     if args.accept_precision:
-        config = config.replace(accept_precision=precisions_accepted(args.accept_precision))
+        config = config.replace(accept_precision=parse_precisions(args.accept_precision))
     return config
 
 
@@ -112,7 +112,7 @@ def execute(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         kept = "" if resume else f"what was recorded is in {out}; "
         print(f"interrupted; {kept}continue with --resume {out}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     title = f"{config.algo} on {', '.join(config.envs)} ({config.estimation})"
     print_results(f"{title}, resumed:" if resume else f"{title}:", out)
     return 0

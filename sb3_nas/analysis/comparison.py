@@ -54,7 +54,7 @@ from sb3_nas.analysis.few_seeds import (
 from sb3_nas.analysis.figures import band_trace, run_color
 from sb3_nas.analysis.run import load_run
 from sb3_nas.estimation import TableEstimator, is_table_spec, masked_url
-from sb3_nas.experiment.comparison import ACTIONS, TIMING_FILE, PlannedRun
+from sb3_nas.experiment.comparison import PLAN_OUTCOMES, TIMING_FILE, PlannedRun
 from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.experiment.records import tabular_steps
 from sb3_nas.space import InvalidNSC, canonical_network, validate_nsc
@@ -381,7 +381,7 @@ def compare_plan(
     plan: Sequence[PlannedRun], last_episodes: int = DEFAULT_LAST_EPISODES, reps: int = DEFAULT_REPS
 ) -> Comparison:
     """The comparison of a plan's runs once they are complete."""
-    runs = [read_run_record(p.folder, p.seed, last_episodes, ACTIONS[p.action]) for p in plan]
+    runs = [read_run_record(p.folder, p.seed, last_episodes, PLAN_OUTCOMES[p.action]) for p in plan]
     algos = list(dict.fromkeys(p.algo for p in plan))
     first = plan[0].config
     timesteps = {p.algo: dict(zip(p.config.envs, p.config.timesteps, strict=True)) for p in plan}

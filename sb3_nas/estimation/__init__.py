@@ -9,8 +9,8 @@ from sb3_nas.estimation.estimator import (
     accepted_precisions,
     memo_key,
     open_memo,
+    parse_precisions,
     precision_of,
-    precisions_accepted,
     training_precision,
 )
 from sb3_nas.estimation.fidelity import (
@@ -20,7 +20,6 @@ from sb3_nas.estimation.fidelity import (
     FidelityError,
     UnknownFidelityError,
     get_fidelity,
-    register_fidelity,
 )
 from sb3_nas.estimation.lookup import (
     NOT_IN_TABLE,
@@ -102,10 +101,9 @@ __all__ = [
     "memo_key",
     "open_memo",
     "prepare_data",
-    "register_fidelity",
     "resolve_device",
     "train_network",
     "precision_of",
-    "precisions_accepted",
+    "parse_precisions",
     "training_precision",
 ]

@@ -89,7 +89,7 @@ def accepted_precisions(own: str, accept: str | Iterable[str] | None = None) -> 
     return tuple(dict.fromkeys([own, *names]))
 
 
-def precisions_accepted(names: str | Sequence[str]) -> tuple[str, ...]:
+def parse_precisions(names: str | Sequence[str]) -> tuple[str, ...]:
     """Memo precisions other than the device's own that may answer (``"any"``: all of them, spelled out);
     raises a one-line :class:`~sb3_nas.errors.InputError` naming an unknown precision."""
     names = [names] if isinstance(names, str) else [str(name) for name in names]

@@ -205,11 +205,3 @@ def _parse_overrides(base: Fidelity, overrides: list[str], text: str) -> dict[st
                 f"bad fidelity override {override!r} in {text!r}: {raw!r} is not a {fields[key].type}"
             ) from None
     return changes
-
-
-def register_fidelity(fidelity: Fidelity) -> None:
-    """Make ``fidelity`` available by name; a registered name may not be redefined."""
-    existing = FIDELITIES.get(fidelity.name)
-    if existing is not None and existing != fidelity:
-        raise ValueError(f"fidelity {fidelity.name!r} is already registered with other settings")
-    FIDELITIES[fidelity.name] = fidelity

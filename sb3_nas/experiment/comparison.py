@@ -26,7 +26,7 @@ from sb3_nas.experiment.registry import check_algo, is_import_path
 from sb3_nas.experiment.runner import RUN_FILES, check_tensorboard
 
 TIMING_FILE = "timing.json"  # each run's wall time, added up over the sessions that ran it
-ACTIONS = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
+PLAN_OUTCOMES = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
 
 
 # -- planning and running the runs ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from sb3_nas.estimation import (
     is_table_spec,
     masked_url,
     open_memo,
-    precisions_accepted,
+    parse_precisions,
     resolve_device,
 )
 from sb3_nas.experiment.hyperparams import check_keys, load_hyperparams, require_policy, resolve_fractions
@@ -140,7 +140,7 @@ class RunConfig:
 
         :param timesteps: ``"paper"`` for the paper's budgets, one count for every environment, or one each
         :param hyperparams: overrides of the zoo config's values, applied to every environment (``-params``)
-        :param accept_precision: precision names, or ``"any"`` (:func:`precisions_accepted`)
+        :param accept_precision: precision names, or ``"any"`` (:func:`parse_precisions`)
         :param check_data: load every dataset now, so an unknown name fails before the first step
         :param storage: a study storage URL for ``tpe`` (opened now, so that a bad one fails before any work)
         """
@@ -183,7 +183,7 @@ class RunConfig:
         config = cls(
             algo=algo, envs=envs, timesteps=timesteps, fidelity=fidelity, memo=memo_url, seed=int(seed),
             multi_branch=bool(multi_branch), sigma=float(sigma), device=str(device), n_envs=int(n_envs),
-            accept_precision=precisions_accepted(accept_precision), hyperparams=per_env,
+            accept_precision=parse_precisions(accept_precision), hyperparams=per_env,
             conf_file=None if conf_file is None else str(conf_file),
             model=None if model is None else str(model), storage=storage,
         )  # fmt: skip
@@ -251,7 +251,7 @@ class RunConfig:
                 seed=int(table.get("seed", 0)),
                 multi_branch=table.get("env_id", CHAIN_ENV_ID) == MULTI_BRANCH_ENV_ID,
                 sigma=float(table.get("sigma", 0.0)), device=str(table.get("device", AUTO)),
-                accept_precision=precisions_accepted(table.get("accept_precision") or ()),
+                accept_precision=parse_precisions(table.get("accept_precision") or ()),
                 n_envs=int(table.get("n_envs", 1)), hyperparams=dict(table.get("hyperparams") or {}),
                 conf_file=table.get("conf_file", table.get("conf")),
                 model=str(table.get("model", "")) if frozen else None,
