@@ -19,7 +19,6 @@ from pathlib import Path
 from sb3_nas.analysis.comparison import (
     DEFAULT_LAST_EPISODES,
     compare_plan,
-    print_plan,
     scores_markdown,
     write_comparison,
 )
@@ -35,7 +34,7 @@ from sb3_nas.cli import (
 )
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.experiment import REDUCED_TIMESTEPS
-from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_comparison
+from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_comparison, print_plan
 
 DEFAULT_ALGOS = ("meta_a2c", "dqn", "random")
 DEFAULT_SEEDS = (0, 1, 2)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -804,10 +803,3 @@ def write_comparison(comparison: Comparison, out: str | Path) -> tuple[Path, Pat
         write = lambda partial, text=text: partial.write_text(text, encoding="utf-8")  # noqa: E731
         written.append(replace_atomically(out / name, write))
     return written[0], written[1]
-
-
-def print_plan(plan: Sequence[PlannedRun], out: Path, file=None) -> None:
-    """One line: how many runs the comparison holds and what is done with them."""
-    counts = {action: sum(p.action == action for p in plan) for action in ("run", "resume", "reuse")}
-    said = ", ".join(f"{n} to {action}" for action, n in counts.items() if n)
-    print(f"comparison in {out}: {len(plan)} runs ({said})", file=file or sys.stdout)

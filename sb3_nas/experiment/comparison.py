@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -298,3 +299,10 @@ def execute_plan(
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def print_plan(plan: Sequence[PlannedRun], out: Path, file=None) -> None:
+    """One line: how many runs the comparison holds and what is done with them."""
+    counts = {action: sum(p.action == action for p in plan) for action in ("run", "resume", "reuse")}
+    said = ", ".join(f"{n} to {action}" for action, n in counts.items() if n)
+    print(f"comparison in {out}: {len(plan)} runs ({said})", file=file or sys.stdout)
