@@ -101,3 +101,43 @@ def test_no_library_module_imports_a_command():
         if path.parent == PACKAGE and path.stem in COMMAND_MODULES:
             continue
         assert not _imported_modules(path) & commands, path
+
+
+# The library's layers, bottom up, and the layers each may import at module level (CONTRIBUTING.md); an import
+# inside a function may reach further up (the algorithms' and the experiment layer's use of the study storage)
+LAYERS = {
+    "errors": set(),
+    "space": set(),
+    "data": {"errors"},
+    "estimation": {"errors", "data", "space"},
+    "envs": {"errors", "data", "estimation", "space"},
+    "algos": {"errors"},
+    "experiment": {"errors", "data", "space", "estimation", "envs", "algos"},
+    "tuning": {"errors", "data", "space", "estimation", "envs", "algos", "experiment"},
+    "analysis": {"errors", "data", "space", "estimation", "envs", "algos", "experiment"},
+}
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """The ``sb3_nas`` modules ``path`` imports at module level (also under a top-level ``if`` or ``try``)."""
+    names = set()
+    for statement in ast.parse(path.read_text()).body:
+        nodes = ast.walk(statement) if isinstance(statement, ast.If | ast.Try) else [statement]
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+    return {name for name in names if name.startswith("sb3_nas.")}
+
+
+def test_each_layer_imports_only_the_layers_below_it_at_module_level():
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).parts
+        layer = parts[0] if len(parts) > 1 else path.stem
+        if layer not in LAYERS:
+            continue  # the package's __init__ and the commands may import any layer
+        reached = {name.split(".")[1] for name in _module_level_imports(path)} - {layer}
+        assert reached <= LAYERS[layer], f"{path} imports {sorted(reached - LAYERS[layer])} at module level"
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    assert packages == set(LAYERS) - {"errors"}  # every sub-package has its layer
