@@ -212,6 +212,7 @@ def test_a_saved_strategy_loads_with_its_state_and_replays_its_best_architecture
     search.save(tmp_path / "search")
     loaded = strategy.load(tmp_path / "search.zip")
     assert loaded.record.best_reward == search.record.best_reward
+    assert len(loaded.record.best_actions) == DECISIONS  # the whole episode that met the best network
     assert loaded.state_dict()["rng"] == search.state_dict()["rng"]
     if strategy is RandomSearch:
         return
@@ -224,6 +225,23 @@ def test_a_saved_strategy_loads_with_its_state_and_replays_its_best_architecture
         rewards.append(reward)
     assert max(rewards) == search.record.best_reward
     assert search.predict(np.stack([observation] * 2))[0].shape == (2,)  # a batch, as SB3's
+
+
+def test_the_best_actions_are_the_whole_episode_that_met_the_best_network():
+    from sb3_nas.algos.search import Episode
+
+    search = RandomSearch(TableEnv(random_table()), seed=0)  # the base class's record, no search rule
+    search._episodes = [Episode()]
+    for action, reward, done in (
+        (2, 0.9, False),
+        (1, 0.1, False),
+        (3, 0.2, True),
+    ):  # the best at the first step
+        search._observe(0, action, reward, done, {})
+    assert search.record.best_reward == 0.9 and search.record.best_actions == [2, 1, 3]
+    for action, reward, done in ((0, 0.5, False), (0, 0.1, True)):  # a worse episode changes nothing
+        search._observe(0, action, reward, done, {})
+    assert search.record.best_actions == [2, 1, 3]
 
 
 def test_loading_refuses_another_strategy_and_a_foreign_file(tmp_path):

@@ -56,7 +56,6 @@ class Episode:
     taken: list[int] = field(default_factory=list)
     allowed: list[list[int]] = field(default_factory=list)
     best: float = -np.inf
-    best_step: int = -1
     plan: list[int] | None = None
 
     @property
@@ -252,15 +251,14 @@ class SearchStrategy:
         record.n_steps += 1
         record.n_memo_hits += bool(info.get("memo_hit", False))
         episode.taken.append(action)
-        if reward > episode.best:
-            episode.best, episode.best_step = reward, len(episode.taken) - 1
+        episode.best = max(episode.best, reward)
         if reward > record.best_reward:  # (SB3's terminal observation is the worker's, not the network's)
             record.best_reward = reward
             record.best_info = {k: v for k, v in info.items() if k != "terminal_observation"}
             record.best_actions = list(episode.taken)
         if not done:
             return
-        if record.best_actions[: len(episode.taken)] == episode.taken:
+        if episode.taken[: len(record.best_actions)] == record.best_actions:
             record.best_actions = list(episode.taken)  # the whole episode that met the best network
         record.episode_best.append(episode.value)
         record.episode_lengths.append(len(episode.taken))
@@ -356,6 +354,5 @@ class SearchStrategy:
         if env is not None:
             strategy.set_env(env)
         strategy.load_state_dict(payload["state"])
-        if env is None:
-            strategy._episodes = []
+        strategy._episodes = []  # a loaded strategy's learn starts from a reset
         return strategy

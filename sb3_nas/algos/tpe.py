@@ -141,9 +141,6 @@ class TPESearch(SearchStrategy):
 
     # -- the search -----------------------------------------------------------------------------------------
 
-    def _setup(self, total_timesteps: int) -> None:
-        self._open()
-
     def _begin(self, worker: int, episode: Episode) -> None:
         self._open()
         self.study.sampler = self._sampler()

@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from sb3_nas.algos import SearchStrategy
 from sb3_nas.envs import NasEnv, TabularNasEnv
 from sb3_nas.errors import ModelError
-from sb3_nas.estimation import BENCHMARKS
+from sb3_nas.estimation import parse_table_spec
 from sb3_nas.experiment.config import RunConfig, read_run_config
 from sb3_nas.experiment.models import MODEL_FILE, SpacesOnly, load_model
 from sb3_nas.experiment.registry import algo_class
@@ -32,8 +32,7 @@ from sb3_nas.experiment.runner import model_file
 def run_spaces(config: RunConfig) -> tuple[gym.Space, gym.Space]:
     """The observation and action spaces a run's (non-meta-RL) learner acted in."""
     if config.tabular:
-        benchmark = BENCHMARKS[config.envs[0].partition(":")[0]]
-        return TabularNasEnv.spaces(benchmark.space)
+        return TabularNasEnv.spaces(parse_table_spec(config.envs[0]).benchmark.space)
     return NasEnv.spaces(config.multi_branch)
 
 
