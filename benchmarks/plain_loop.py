@@ -1,7 +1,7 @@
 """The baseline of benchmarks/run.py: the early-stop training written as a user would write it in PyTorch.
 
 Same network, initial weights, epochs, batch size, Adam settings, StepLR schedule, split and images as
-``sb3_nas.estimation.train_and_score``; the differences are the ones a first implementation has: float32
+``sb3_nas.estimation.train_and_test``; the differences are the ones a first implementation has: float32
 images in a ``TensorDataset`` served by a ``DataLoader`` (per-sample indexing and collation, a host-side
 shuffle), every batch copied to the device, default Adam, no mixed precision, ``.item()`` per test batch.
 """
@@ -23,7 +23,7 @@ def to_float_datasets(data: PreparedData) -> tuple[TensorDataset, TensorDataset]
     return train, test
 
 
-def plain_train_and_score(
+def plain_train_and_test(
     network: nn.Module,
     train: TensorDataset,
     test: TensorDataset,

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from estimation_speed import CHAINS  # noqa: E402
 from memo_steps import play  # noqa: E402
-from plain_loop import plain_train_and_score, to_float_datasets  # noqa: E402
+from plain_loop import plain_train_and_test, to_float_datasets  # noqa: E402
 
 from sb3_nas import HUGE_PAGES_VARIABLE  # noqa: E402
 from sb3_nas.cli import split_list  # noqa: E402
@@ -56,11 +56,11 @@ from sb3_nas.envs import NasEnv  # noqa: E402
 from sb3_nas.estimation import (  # noqa: E402
     SpeedSettings,
     configure_threads,
+    evaluate_network,
     evaluate_plan,
     get_fidelity,
     prepare_data,
     resolve_device,
-    train_network,
 )
 from sb3_nas.space import (  # noqa: E402
     InvalidArchitecture,
@@ -129,7 +129,7 @@ def time_plain(plan, float_data, fidelity, device) -> tuple[float, float]:
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(fidelity.seed)  # the same initial weights as evaluate_plan
-        accuracy = plain_train_and_score(NSCNetwork(plan), *float_data, fidelity, device)
+        accuracy = plain_train_and_test(NSCNetwork(plan), *float_data, fidelity, device)
     synchronize(device)
     return time.perf_counter() - start, accuracy
 
@@ -274,18 +274,11 @@ def _timed_worker_init(task: str, fidelity_name: str, device: str) -> None:
     evaluate_plan(warm, data, fidelity.replace(epochs=1))  # warm-up: allocator, kernels, threads
 
 
-def _network_with_torch_flatten(plan) -> NSCNetwork:
-    """The network with torch's own Flatten, whose gradient comes back NCHW (the speed-ups' baseline)."""
-    network = NSCNetwork(plan)
-    network.head[0] = torch.nn.Flatten()
-    return network
-
-
 class Step(NamedTuple):
     """What one CPU speed-up turns on, with every one before it."""
 
     huge_pages: bool  # PyTorch's transparent huge pages (the worker process's environment)
-    flatten: bool  # the network's Flatten keeps channels_last gradients
+    flatten: bool  # SpeedSettings.flatten_keeps_layout: the Flatten keeps channels_last gradients
     bf16_dense: bool  # SpeedSettings.bf16_dense as the device chooses it (else off)
 
 
@@ -305,12 +298,12 @@ def _timed_evaluate(
     data = prepare_data(load_dataset(task), fidelity, device)
     plan = plan_network(CHAINS[depth], data.input_shape, data.n_classes)
     step = HISTORY[variant]
-    build = (lambda: NSCNetwork(plan)) if step.flatten else (lambda: _network_with_torch_flatten(plan))
     settings = SpeedSettings.for_device(resolve_device(device))
-    if not step.bf16_dense:
-        settings = dataclasses.replace(settings, bf16_dense=False)
+    settings = dataclasses.replace(
+        settings, flatten_keeps_layout=step.flatten, bf16_dense=settings.bf16_dense and step.bf16_dense
+    )
     start = time.perf_counter()
-    evaluation = train_network(build, data, fidelity, settings)
+    evaluation = evaluate_network(lambda: NSCNetwork(plan), data, fidelity, settings)
     seconds = time.perf_counter() - start
     assert evaluation.valid, evaluation.reason
     return seconds, evaluation.accuracy, os.environ.get(HUGE_PAGES_VARIABLE, "")

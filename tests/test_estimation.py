@@ -14,11 +14,11 @@ from sb3_nas.estimation import (
     PerformanceEstimator,
     RewardMemo,
     UnknownFidelityError,
+    evaluate_network,
     evaluate_nsc,
     evaluate_plan,
     get_fidelity,
     prepare_data,
-    train_network,
 )
 from sb3_nas.estimation import trainer as trainer_module
 from sb3_nas.estimation.fidelity import FidelityError
@@ -149,7 +149,7 @@ def test_the_fidelity_seed_seeds_the_weights_and_the_batch_order(small_digits, t
             param.data.copy_(value)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(7)
-            trainer_module.train_and_score(network, data, tiny_fidelity.replace(seed=seed))
+            trainer_module.train_and_test(network, data, tiny_fidelity.replace(seed=seed))
         trained.append(_weights(network))
     assert _same(trained[0], trained[1]) and not _same(trained[0], trained[2])
 
@@ -175,7 +175,7 @@ def test_invalid_and_failing_networks_score_zero_with_a_reason(small_digits, tin
     def diverge(*args, **kwargs):
         raise FloatingPointError("the training loss diverged (non-finite)")
 
-    monkeypatch.setattr(trainer_module, "train_and_score", diverge)
+    monkeypatch.setattr(trainer_module, "train_and_test", diverge)
     failed = evaluate_nsc(CHAIN3, small_digits, tiny_fidelity)
     assert not failed.valid and failed.accuracy == 0.0 and "diverged" in failed.reason
 
@@ -187,7 +187,7 @@ def test_memo_hit_on_repeated_and_equivalent_networks_without_training(
     first = estimator.estimate(CHAIN3)
     assert not first.memo_hit and estimator.n_trained == 1
     calls = []
-    monkeypatch.setattr(trainer_module, "train_and_score", lambda *a: calls.append(a) or 0.5)
+    monkeypatch.setattr(trainer_module, "train_and_test", lambda *a: calls.append(a) or 0.5)
     repeated = estimator.estimate(CHAIN3)
     with_terminal = estimator.estimate([*CHAIN3, (4, 7, 0, 0, 0)])
     stale_pointer = estimator.estimate([(1, 1, 3, 0, 5), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)])
@@ -216,10 +216,10 @@ def test_train_network_is_the_seeded_training_of_evaluate_plan(small_digits, tin
     with torch.random.fork_rng(devices=[]):  # what both must be: weights seeded by the fidelity, then trained
         torch.manual_seed(fidelity.seed)
         network = NSCNetwork(plan)
-        expected = trainer_module.train_and_score(network, data, fidelity)
+        expected = trainer_module.train_and_test(network, data, fidelity)
     n_params = sum(p.numel() for p in network.parameters())
     rng = torch.get_rng_state()
-    trained = train_network(lambda: NSCNetwork(plan), data, fidelity)
+    trained = evaluate_network(lambda: NSCNetwork(plan), data, fidelity)
     evaluated = evaluate_plan(plan, data, fidelity)
     assert torch.equal(torch.get_rng_state(), rng)  # the caller's RNG is untouched
     assert trained.train_seconds > 0 and evaluated.train_seconds > 0
@@ -248,8 +248,8 @@ def test_a_failed_training_is_an_invalid_evaluation(small_digits, tiny_fidelity,
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(trainer_module, "train_and_score", fail)
-    trained = train_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
+    monkeypatch.setattr(trainer_module, "train_and_test", fail)
+    trained = evaluate_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
     assert trained.reason.startswith(reason) and "\n" not in trained.reason
     assert (trained.accuracy, trained.valid, trained.n_params, trained.flops) == (0.0, False, n_params, 0)
     assert trained.train_seconds > 0  # the time spent, for retraining's table
@@ -265,7 +265,7 @@ def test_train_network_lets_an_unbuildable_network_raise(small_digits, tiny_fide
 
     rng = torch.get_rng_state()
     with pytest.raises(InvalidArchitecture, match="too small"):
-        train_network(build, prepare_data(small_digits, tiny_fidelity), tiny_fidelity)
+        evaluate_network(build, prepare_data(small_digits, tiny_fidelity), tiny_fidelity)
     assert torch.equal(torch.get_rng_state(), rng)
 
 
@@ -277,18 +277,18 @@ def test_any_exception_of_the_training_is_an_invalid_evaluation_named_by_its_typ
     def fail(*args, **kwargs):
         raise KeyError("no such layer")
 
-    monkeypatch.setattr(trainer_module, "train_and_score", fail)
+    monkeypatch.setattr(trainer_module, "train_and_test", fail)
     plan = plan_network(CHAIN3, data.input_shape, data.n_classes)
-    failed = train_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
+    failed = evaluate_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
     assert (failed.accuracy, failed.valid) == (0.0, False)
     assert failed.reason == "training failed: KeyError: 'no such layer'"
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer_module, "train_and_score", interrupt)
+    monkeypatch.setattr(trainer_module, "train_and_test", interrupt)
     with pytest.raises(KeyboardInterrupt):  # not a failure of the network: the run stops
-        train_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
+        evaluate_network(lambda: NSCNetwork(plan), data, tiny_fidelity)
 
 
 def test_the_parameter_limit_refuses_a_network_from_its_plan_before_building_it(
@@ -310,8 +310,8 @@ def test_the_parameter_limit_refuses_a_network_from_its_plan_before_building_it(
     assert refused == Evaluation(0.0, False, reason, 0, plan.flops, 0.0)
     assert evaluate_nsc(CHAIN3, small_digits, below) == refused
     # a network given as a builder is counted once built, and refused before any training
-    monkeypatch.setattr(trainer_module, "train_and_score", never)
-    built = train_network(lambda: NSCNetwork(plan), data, below)
+    monkeypatch.setattr(trainer_module, "train_and_test", never)
+    built = evaluate_network(lambda: NSCNetwork(plan), data, below)
     assert (built.accuracy, built.valid, built.reason, built.n_params) == (0.0, False, reason, n_params)
 
 

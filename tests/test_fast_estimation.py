@@ -20,6 +20,7 @@ from sb3_nas.estimation import (
     resolve_device,
 )
 from sb3_nas.estimation import trainer as trainer_module
+from sb3_nas.estimation.device import LayoutKeepingFlatten
 from sb3_nas.space import NSCNetwork, plan_network
 
 CHAIN3 = [(1, 1, 3, 0, 0), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)]
@@ -98,7 +99,7 @@ def test_speed_settings_keep_the_reward(small_digits, tiny_fidelity, settings):
     def accuracy(chosen):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            return trainer_module.train_and_score(NSCNetwork(plan), data, fidelity, chosen)
+            return trainer_module.train_and_test(NSCNetwork(plan), data, fidelity, chosen)
 
     reference = accuracy(SpeedSettings.for_device(torch.device("cpu")))
     assert reference > 0.3
@@ -114,7 +115,7 @@ def test_bf16_autocast_trains_to_a_similar_accuracy(small_digits, tiny_fidelity)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             settings = SpeedSettings(autocast_dtype=dtype)
-            results.append(trainer_module.train_and_score(NSCNetwork(plan), data, fidelity, settings))
+            results.append(trainer_module.train_and_test(NSCNetwork(plan), data, fidelity, settings))
     assert results[1] == pytest.approx(results[0], abs=0.1)
 
 
@@ -134,7 +135,7 @@ def test_bf16_dense_trains_the_dense_layers_in_bf16_to_a_similar_accuracy(small_
             torch.manual_seed(0)
             networks.append(NSCNetwork(plan))
             settings = SpeedSettings(True, torch.bfloat16, True, bf16_dense=dense)
-            results.append(trainer_module.train_and_score(networks[-1], data, fidelity, settings))
+            results.append(trainer_module.train_and_test(networks[-1], data, fidelity, settings))
     linear = [m for m in networks[1].modules() if isinstance(m, torch.nn.Linear)]
     assert len(linear) == 2 and all(p.dtype == torch.bfloat16 for m in linear for p in m.parameters())
     others = [p for m in networks[1].layers for p in m.parameters()]
@@ -276,3 +277,40 @@ def test_every_public_name_of_the_package_is_importable():
 
     assert all(hasattr(sb3_nas, name) for name in sb3_nas.__all__)
     from sb3_nas import MULTI_BRANCH_ENV_ID, MetaA2C, MetaRLWrapper, NasEnv, RandomSearch  # noqa: F401
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_flatten_gives_the_same_values_and_a_channels_last_map_a_channels_last_gradient(layout):
+    x = torch.randn(3, 4, 5, 6).contiguous(memory_format=layout)
+    weights = torch.randn(4 * 5 * 6)
+    outputs, grads = [], []
+    for flatten in (LayoutKeepingFlatten(), torch.nn.Flatten()):
+        leaf = x.clone().requires_grad_()  # clone keeps the layout
+        inner = leaf * 2  # not a leaf: what a BatchNorm's backward would receive (a leaf's .grad is re-laid)
+        seen = []
+        inner.register_hook(seen.append)
+        out = flatten(inner)
+        (out * weights).sum().backward()
+        outputs.append(out.detach())
+        grads.append(seen[0])
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(grads[0], grads[1])
+    channels_last = layout == torch.channels_last
+    assert grads[0].is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert grads[1].is_contiguous()  # nn.Flatten's gradient is NCHW whatever the input's layout
+    with torch.no_grad():
+        assert torch.equal(LayoutKeepingFlatten()(x), x.flatten(1))
+
+
+def test_channels_last_training_flattens_keeping_the_layout_and_the_state_dict():
+    plan = plan_network(CHAIN3, (3, 16, 16), 4)
+    plain, sped = NSCNetwork(plan), NSCNetwork(plan)
+    sped.load_state_dict(plain.state_dict())
+    assert type(plain.head[0]) is torch.nn.Flatten  # the builder makes a plain network
+    SpeedSettings(channels_last=True).apply(sped, torch.device("cpu"))
+    assert isinstance(sped.head[0], LayoutKeepingFlatten)
+    assert sped.state_dict().keys() == plain.state_dict().keys()
+    SpeedSettings(channels_last=True, flatten_keeps_layout=False).apply(plain, torch.device("cpu"))
+    assert type(plain.head[0]) is torch.nn.Flatten
+    x = torch.rand(2, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    plain.eval(), sped.eval()
+    assert torch.equal(plain(x), sped(x))

@@ -129,7 +129,7 @@ def test_train_candidate_is_a_seeded_training(few_digits):
     with torch.random.fork_rng(devices=[]):  # the training's definition: weights seeded by the fidelity
         torch.manual_seed(fidelity.seed)
         network = candidate.build(few_digits)
-        expected = trainer_module.train_and_score(network, few_digits, fidelity)
+        expected = trainer_module.train_and_test(network, few_digits, fidelity)
     row = train_candidate(candidate, few_digits, fidelity)
     assert list(row) == ROW_KEYS
     assert row["accuracy"] == expected and row["reason"] == "" and row["train_seconds"] > 0
@@ -150,7 +150,7 @@ def test_a_failed_training_scores_zero_with_its_reason(few_digits, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")
 
-    monkeypatch.setattr(trainer_module, "train_and_score", fail)
+    monkeypatch.setattr(trainer_module, "train_and_test", fail)
     candidate = Candidate("digits", "x", DESIGNED)
     row = train_candidate(candidate, few_digits, get_fidelity("tiny"))
     assert list(row) == ROW_KEYS and row["train_seconds"] > 0

@@ -8,7 +8,6 @@ from sb3_nas.space import (
     N_CHAIN_ACTIONS,
     N_MULTI_BRANCH_ACTIONS,
     ActionKind,
-    Flatten,
     InvalidArchitecture,
     InvalidNSC,
     LayerType,
@@ -112,29 +111,6 @@ def test_pre_activation_cell_and_prediction_module():
     kinds = [type(m).__name__ for m in net.head]
     assert kinds == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
     assert net.head[3].p == 0.4 and net.head[4].out_features == 4
-    assert isinstance(net.head[0], Flatten)  # the one that keeps the gradient's layout
-
-
-@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_flatten_gives_the_same_values_and_a_channels_last_map_a_channels_last_gradient(layout):
-    x = torch.randn(3, 4, 5, 6).contiguous(memory_format=layout)
-    weights = torch.randn(4 * 5 * 6)
-    outputs, grads = [], []
-    for flatten in (Flatten(), torch.nn.Flatten()):
-        leaf = x.clone().requires_grad_()  # clone keeps the layout
-        inner = leaf * 2  # not a leaf: what a BatchNorm's backward would receive (a leaf's .grad is re-laid)
-        seen = []
-        inner.register_hook(seen.append)
-        out = flatten(inner)
-        (out * weights).sum().backward()
-        outputs.append(out.detach())
-        grads.append(seen[0])
-    assert torch.equal(outputs[0], outputs[1]) and torch.equal(grads[0], grads[1])
-    channels_last = layout == torch.channels_last
-    assert grads[0].is_contiguous(memory_format=torch.channels_last) == channels_last
-    assert grads[1].is_contiguous()  # nn.Flatten's gradient is NCHW whatever the input's layout
-    with torch.no_grad():
-        assert torch.equal(Flatten()(x), x.flatten(1))
 
 
 def test_filter_schedule_for_retraining():

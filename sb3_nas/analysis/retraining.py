@@ -19,8 +19,8 @@ from torch import nn
 from sb3_nas.analysis.run import Run
 from sb3_nas.analysis.stats import STD_DDOF, best_networks
 from sb3_nas.data import load_dataset
-from sb3_nas.estimation import Fidelity, PreparedData, prepare_data, train_network
-from sb3_nas.space import DROPOUT, Flatten, InvalidArchitecture, build_network
+from sb3_nas.estimation import Fidelity, PreparedData, evaluate_network, prepare_data
+from sb3_nas.space import DROPOUT, InvalidArchitecture, build_network
 
 RETRAIN_EPOCHS = 100  # §6.1 Exp. 2
 RETRAIN_RUNS = 5  # Table 6: five independent trainings
@@ -81,7 +81,7 @@ class VGGTwoBlocks(nn.Sequential):
         dense: list[nn.Module] = []
         for in_features in (channels * height * width, dense_units):
             dense += [nn.Linear(in_features, dense_units), nn.ReLU(), nn.Dropout(dropout)]
-        super().__init__(*layers, Flatten(), *dense, nn.Linear(dense_units, n_classes))
+        super().__init__(*layers, nn.Flatten(), *dense, nn.Linear(dense_units, n_classes))
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def train_candidate(candidate: Candidate, data: PreparedData, fidelity: Fidelity
         failed, as the early-stop estimator scores it), ``n_params``, ``train_seconds`` and ``reason``
     """
     try:
-        result = train_network(lambda: candidate.build(data), data, fidelity)
+        result = evaluate_network(lambda: candidate.build(data), data, fidelity)
     except InvalidArchitecture as error:
         size = f"{data.input_shape[1]}×{data.input_shape[2]}"
         return {

@@ -49,10 +49,10 @@ from sb3_nas.estimation.trainer import (
     Evaluation,
     PreparedData,
     check_data_fits,
+    evaluate_network,
     evaluate_nsc,
     evaluate_plan,
     prepare_data,
-    train_network,
 )
 
 __all__ = [
@@ -102,7 +102,7 @@ __all__ = [
     "open_memo",
     "prepare_data",
     "resolve_device",
-    "train_network",
+    "evaluate_network",
     "precision_of",
     "parse_precisions",
     "training_precision",

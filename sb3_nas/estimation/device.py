@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from sb3_nas.errors import InputError
 
@@ -78,6 +79,50 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+class _FlattenKeepingLayout(torch.autograd.Function):
+    """``x.flatten(1)`` whose gradient comes back in ``x``'s channels_last layout."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.flatten(1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
+class LayoutKeepingFlatten(nn.Flatten):
+    """``nn.Flatten`` (same features, same order) that gives a channels_last input a channels_last gradient.
+
+    Flattening a channels_last feature map copies it to the NCHW order the dense layer reads; autograd then
+    returns an NCHW gradient, and the BatchNorm before it runs its backward on mixed layouts, a slow path
+    (on CPU, 250 ms per call, 40% of a paper-fidelity 1-layer network's step: benchmarks/RESULTS.md). Turning
+    the gradient back to channels_last costs one copy of it; the values are the same.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keeps_layout = (
+            self.start_dim == 1
+            and self.end_dim == -1
+            and x.dim() == 4
+            and x.requires_grad
+            and torch.is_grad_enabled()
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not x.is_contiguous()
+        )
+        return _FlattenKeepingLayout.apply(x) if keeps_layout else super().forward(x)
+
+
+def _keep_layout_through_flatten(network: nn.Module) -> None:
+    """Replace every plain ``nn.Flatten`` of ``network`` by :class:`LayoutKeepingFlatten` (no parameters, so
+    the ``state_dict`` is unchanged)."""
+    for module in list(network.modules()):
+        for name, child in module.named_children():
+            if type(child) is nn.Flatten:
+                setattr(module, name, LayoutKeepingFlatten(child.start_dim, child.end_dim))
+
+
 @dataclass(frozen=True)
 class SpeedSettings:
     """How the trainer runs on a device; ``for_device`` picks the measured best (benchmarks/RESULTS.md).
@@ -95,12 +140,27 @@ class SpeedSettings:
     autocast_dtype: torch.dtype | None = None
     fused_adam: bool = False
     bf16_dense: bool = False
+    flatten_keeps_layout: bool = True  # with channels_last: LayoutKeepingFlatten instead of nn.Flatten
 
     def __post_init__(self) -> None:
         if self.bf16_dense and self.autocast_dtype != torch.bfloat16:
             raise ValueError(
                 f"bf16_dense needs bf16 autocast (the dense layers read bf16), not {self.autocast_dtype}"
             )
+
+    def apply(self, network: nn.Module, device: torch.device) -> nn.Module:
+        """Move ``network`` to ``device`` laid out for these settings, in place: channels_last memory (with
+        ``flatten_keeps_layout``, its flattening keeps the gradient's layout: :class:`LayoutKeepingFlatten`)
+        and, with ``bf16_dense``, the dense layers in bfloat16. Returns ``network``."""
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        network.to(device=device, memory_format=memory_format)
+        if self.channels_last and self.flatten_keeps_layout:
+            _keep_layout_through_flatten(network)
+        if self.bf16_dense:
+            for module in network.modules():
+                if isinstance(module, nn.Linear):
+                    module.to(torch.bfloat16)
+        return network
 
     @classmethod
     @functools.cache  # asked once per network trained; the answer depends on the device only

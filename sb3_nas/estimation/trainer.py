@@ -1,4 +1,15 @@
-"""The early-stop trainer of §4.1.2: train a sampled network briefly, reward = test accuracy."""
+"""The early-stop trainer of §4.1.2: train a sampled network briefly, reward = test accuracy.
+
+Three entry points return an :class:`Evaluation` (a failure is a reward of 0 with its reason), each named by
+what it is given, each calling the next:
+
+* :func:`evaluate_nsc` — NSC rows and a dataset: prepares the data, plans the network;
+* :func:`evaluate_plan` — a planned network and prepared data: refuses one above the parameter limit unbuilt;
+* :func:`evaluate_network` — a function building any ``nn.Module``: seeds the build, catches the failures;
+
+and :func:`train_and_test` is the training loop itself: it trains a built network and returns its test
+accuracy, raising on a failure.
+"""
 
 from __future__ import annotations
 
@@ -143,7 +154,7 @@ def _batch(images: torch.Tensor, index: torch.Tensor, settings: SpeedSettings) -
 
 
 @torch.enable_grad()  # a caller may hold gradients off: sb3-contrib's ARS evaluates its candidates so
-def train_and_score(
+def train_and_test(
     network: nn.Module, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
 ) -> float:
     """Train ``network`` as §4.1.2 prescribes and return its accuracy on the test third.
@@ -153,12 +164,7 @@ def train_and_score(
     """
     device = data.train_x.device
     settings = SpeedSettings.for_device(device) if settings is None else settings
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    network.to(device=device, memory_format=memory_format)
-    if settings.bf16_dense:
-        for module in network.modules():
-            if isinstance(module, nn.Linear):
-                module.to(torch.bfloat16)
+    settings.apply(network, device)
     generator = torch.Generator(device=device).manual_seed(fidelity.seed)
     optimizer = torch.optim.Adam(
         network.parameters(),
@@ -246,7 +252,7 @@ def too_many_parameters(n_params: int, fidelity: Fidelity) -> str:
     return f"too many parameters: {n_params} > {limit}" if limit is not None and n_params > limit else ""
 
 
-def train_network(
+def evaluate_network(
     build: Callable[[], nn.Module],
     data: PreparedData,
     fidelity: Fidelity,
@@ -274,7 +280,7 @@ def train_network(
             n_params = sum(p.numel() for p in network.parameters())
             reason = too_many_parameters(n_params, fidelity)
             if not reason:
-                accuracy = train_and_score(network, data, fidelity, settings)
+                accuracy = train_and_test(network, data, fidelity, settings)
         except InvalidArchitecture:
             raise
         except Exception as error:  # any failure scores 0 with its reason, and the run goes on
@@ -291,7 +297,7 @@ def train_network(
 def evaluate_plan(
     plan: NetworkPlan, data: PreparedData, fidelity: Fidelity, settings: SpeedSettings | None = None
 ) -> Evaluation:
-    """Train and score a planned network (:func:`train_network`), turning failures (NaN, out of memory, any
+    """Train and score a planned network (:func:`evaluate_network`), turning failures (NaN, out of memory, any
     exception of the training) into reward 0; a failed training records no training time.
 
     A plan above ``fidelity.max_params`` parameters is refused before anything is built: reward 0, the
@@ -301,6 +307,6 @@ def evaluate_plan(
     refused = too_many_parameters(plan.n_params, fidelity)
     if refused:
         return Evaluation(0.0, False, refused, flops=plan.flops)
-    evaluation = train_network(lambda: NSCNetwork(plan), data, fidelity, settings)
+    evaluation = evaluate_network(lambda: NSCNetwork(plan), data, fidelity, settings)
     seconds = evaluation.train_seconds if evaluation.valid else 0.0
     return dataclasses.replace(evaluation, flops=plan.flops, train_seconds=seconds)

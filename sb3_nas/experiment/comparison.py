@@ -16,14 +16,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from sb3_nas.errors import UsageError
 from sb3_nas.estimation import configure_threads
 from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
 from sb3_nas.experiment.files import replace_atomically
-from sb3_nas.experiment.records import STEPS_FILE
 from sb3_nas.experiment.registry import check_algo, is_import_path
+from sb3_nas.experiment.resume import COMPLETE, OVERRUN, RESUMABLE, recorded_steps, resumability
 from sb3_nas.experiment.runner import RUN_FILES, check_tensorboard
 
 TIMING_FILE = "timing.json"  # each run's wall time, added up over the sessions that ran it
@@ -47,18 +45,6 @@ class PlannedRun:
 
 def run_folder(out: Path, algo: str, seed: int) -> Path:
     return Path(out) / algo / f"seed-{seed}"
-
-
-def _count_steps(folder: Path) -> int:
-    path = folder / STEPS_FILE
-    if not path.is_file() or path.stat().st_size == 0:
-        return 0
-    try:
-        return len(pd.read_csv(path, usecols=["env"]))
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
-        raise UsageError(
-            f"{path} is not a readable steps table: remove {folder} or choose another --out"
-        ) from None
 
 
 def _differences(recorded: RunConfig, wanted: RunConfig) -> list[str]:
@@ -108,11 +94,12 @@ def folder_action(folder: Path, config: RunConfig) -> str:
         raise UsageError(
             f"{folder} holds another comparison's run ({'; '.join(differ)}): choose another --out"
         )
-    done, total = _count_steps(folder), sum(config.timesteps)
-    if done == total:
+    done, total = recorded_steps(folder), sum(config.timesteps)
+    state = resumability(recorded, done)
+    if state == COMPLETE:
         return "reuse"
-    if done > total or recorded.n_envs > 1:
-        why = f"{done} steps of {total}" if done > total else f"{recorded.n_envs} workers: not resumable"
+    if state != RESUMABLE:
+        why = f"{done} steps of {total}" if state == OVERRUN else f"{recorded.n_envs} workers: not resumable"
         raise UsageError(
             f"{folder} holds a run this comparison cannot continue ({why}): choose another --out"
         )

@@ -37,19 +37,51 @@ def _replace_csv(frame: pd.DataFrame, path: Path) -> None:
     replace_atomically(path, lambda partial: frame.to_csv(partial, index=False))
 
 
+def recorded_steps(out: Path) -> int:
+    """How many steps run folder ``out`` recorded; an unreadable steps table is a one-line ``UsageError``."""
+    path = out / STEPS_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return 0
+    try:
+        return len(pd.read_csv(path, usecols=["env"]))
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError):
+        raise UsageError(
+            f"{path} is not a readable steps table: remove {out} or choose another --out"
+        ) from None
+
+
+# what can be done with a run folder's recorded run (resumability)
+RESUMABLE, COMPLETE, OVERRUN = "resumable", "complete", "overrun"
+FROZEN, INTERLEAVED = "frozen", "interleaved"
+
+
+def resumability(config: RunConfig, steps_done: int) -> str:
+    """Whether a run of ``config`` that recorded ``steps_done`` steps can be continued: :data:`RESUMABLE`;
+    else why not: :data:`COMPLETE` (every step recorded), :data:`OVERRUN` (more steps than its budgets),
+    :data:`FROZEN` (an evaluation of a frozen policy, run again instead), :data:`INTERLEAVED` (several
+    workers, whose steps interleave and cannot be replayed)."""
+    total = sum(config.timesteps)
+    if config.frozen:
+        return FROZEN
+    if steps_done == total:
+        return COMPLETE
+    if steps_done > total:
+        return OVERRUN
+    return INTERLEAVED if config.n_envs > 1 else RESUMABLE
+
+
 def check_resumable(config: RunConfig, out: Path) -> None:
     """Refuse what cannot be resumed, in one line each."""
-    if config.frozen:
+    done, total = recorded_steps(out), sum(config.timesteps)
+    state = resumability(config, done)
+    if state == FROZEN:
         raise UsageError(f"{out} is an evaluation of a frozen policy; run it again instead of resuming it")
-    if config.n_envs > 1:
+    if config.n_envs > 1:  # said before completeness: such a run is never resumable
         raise UsageError(
             f"{out} ran {config.n_envs} workers at once, whose steps interleave: it cannot be resumed"
         )
-    steps = _read(out / STEPS_FILE, STEP_COLUMNS)
-    if len(steps) >= sum(config.timesteps):
-        raise UsageError(
-            f"{out} is complete ({len(steps)} steps of {sum(config.timesteps)}): nothing to resume"
-        )
+    if state in (COMPLETE, OVERRUN):
+        raise UsageError(f"{out} is complete ({done} steps of {total}): nothing to resume")
 
 
 def prepare_resume(config: RunConfig, out: Path) -> tuple[dict[str, Any] | None, Position, list[int]]:

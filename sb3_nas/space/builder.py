@@ -152,41 +152,6 @@ def pad_to(x: torch.Tensor, channels: int, height: int, width: int) -> torch.Ten
     return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2, 0, dc))
 
 
-class _FlattenKeepingLayout(torch.autograd.Function):
-    """``x.flatten(1)`` whose gradient comes back in ``x``'s channels_last layout."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.shape = x.shape
-        return x.flatten(1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
-
-
-class Flatten(nn.Flatten):
-    """``nn.Flatten`` (same features, same order) that gives a channels_last input a channels_last gradient.
-
-    Flattening a channels_last feature map copies it to the NCHW order the dense layer reads; autograd then
-    returns an NCHW gradient, and the BatchNorm before it runs its backward on mixed layouts, a slow path
-    (on CPU, 250 ms per call, 40% of a paper-fidelity 1-layer network's step: benchmarks/RESULTS.md). Turning
-    the gradient back to channels_last costs one copy of it; the values are the same.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keeps_layout = (
-            self.start_dim == 1
-            and self.end_dim == -1
-            and x.dim() == 4
-            and x.requires_grad
-            and torch.is_grad_enabled()
-            and x.is_contiguous(memory_format=torch.channels_last)
-            and not x.is_contiguous()
-        )
-        return _FlattenKeepingLayout.apply(x) if keeps_layout else super().forward(x)
-
-
 class PreActivationConv(nn.Sequential):
     """Pre-activation convolutional cell: ReLU → Conv2d (no padding) → BatchNorm2d."""
 
@@ -215,7 +180,7 @@ class NSCNetwork(nn.Module):
         self.layers = nn.ModuleList(layers)
         c, h, w = plan.feature_shape
         self.head = nn.Sequential(
-            Flatten(),
+            nn.Flatten(),
             nn.Linear(c * h * w, plan.dense_units),
             nn.ReLU(),
             nn.Dropout(dropout),
