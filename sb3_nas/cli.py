@@ -34,6 +34,7 @@ COMMANDS = {  # sb3-nas COMMAND → the module whose main() runs it (also python
     "summary": "sb3_nas.summary",
     "sweep": "sb3_nas.sweep",
     "compare": "sb3_nas.compare",
+    "export": "sb3_nas.export",
 }
 
 

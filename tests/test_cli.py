@@ -21,6 +21,7 @@ SHARED = {  # command → the shared options it takes
     "sweep": [*RUN, "-tb"],
     "report": ["--out"],
     "summary": ["--out"],
+    "export": ["--envs", "--fidelity", "--device", "--seed", "--out", "--overwrite"],
     "compare": ["--envs", "--timesteps", "--fidelity", "--memo", "--device", "--out", "--no-progress", "-tb"],
 }
 

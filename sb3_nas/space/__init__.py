@@ -19,7 +19,9 @@ from sb3_nas.space.builder import (
     plan_network,
     spatial_size,
 )
+from sb3_nas.space.codegen import network_source
 from sb3_nas.space.encoding import encode_state, row_width
+from sb3_nas.space.exported import ExportError, load_exported
 from sb3_nas.space.nsc import (
     KERNELS,
     MAX_DEPTH,
@@ -48,6 +50,7 @@ __all__ = [
     "N_MULTI_BRANCH_ACTIONS",
     "Action",
     "ActionKind",
+    "ExportError",
     "InvalidArchitecture",
     "InvalidNSC",
     "LayerType",
@@ -59,6 +62,8 @@ __all__ = [
     "encode_state",
     "is_multi_branch",
     "layers_of",
+    "load_exported",
+    "network_source",
     "plan_network",
     "spatial_size",
     "row_width",
