@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import trim_mean
 
+from sb3_nas.analysis.pages import MISSING
+
 IQM_CUT = 0.25  # the share cut from each end: the interquartile mean
 CONFIDENCE = 0.95
 DEFAULT_REPS = 50_000  # bootstrap resamples per interval, rliable's default
@@ -66,9 +68,10 @@ class Interval:
         return math.isfinite(self.low) and math.isfinite(self.high)
 
     def format(self, spec: str = "{:.4f}") -> str:
-        """``0.9120 [0.8900, 0.9340]``; ``—`` without a value; the point alone, marked, without interval."""
+        """``0.9120 [0.8900, 0.9340]``; :data:`~sb3_nas.analysis.pages.MISSING` without a value; the point
+        alone, marked, without interval."""
         if not math.isfinite(self.point):
-            return "—"
+            return MISSING
         point = spec.format(self.point)
         if self.has_interval:
             return f"{point} [{spec.format(self.low)}, {spec.format(self.high)}]"

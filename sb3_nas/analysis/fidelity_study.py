@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
+import pandas as pd
 from scipy import stats
 
+from sb3_nas.analysis.pages import Table
 from sb3_nas.space import KERNELS, LayerType, canonical_network, spatial_size, validate_nsc
 
 # The chain space's single-input layers (Table 2, A0–A6), in action order.
@@ -214,12 +215,6 @@ def rank_agreement(
     )
 
 
-def frame_markdown(frame, digits: int = 3) -> str:
-    """A DataFrame as a Markdown table: numbers right-aligned with ``digits`` decimals, text left-aligned."""
-    numeric = [is_numeric_dtype(dtype) and not is_bool_dtype(dtype) for dtype in frame.dtypes]
-    cell = lambda v, num: f"{v:.{digits}f}" if num and isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
-    lines.append("|" + "".join(" ---: |" if num else " --- |" for num in numeric))
-    for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(cell(v, num) for v, num in zip(row, numeric, strict=True)) + " |")
-    return "\n".join(lines)
+def frame_markdown(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A DataFrame as a Markdown table: numbers right-aligned, floats with ``digits`` decimals, text left."""
+    return Table.from_frame(frame, f"{{:.{digits}f}}").markdown()

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
 
 from sb3_nas.analysis.comparison import chosen_test_accuracy, table_best_test
 from sb3_nas.analysis.diagram import nsc_svg
 from sb3_nas.analysis.figures import action_figure, entropy_figure, episode_figure, multi_branch_figure
+from sb3_nas.analysis.pages import Table, figure_html, html_page, html_sections
 from sb3_nas.analysis.retraining import RETRAIN_DIR, RETRAIN_TOP, ordinal, table6
 from sb3_nas.analysis.run import Run
 from sb3_nas.analysis.stats import ALPHA, auto_block, best_architectures, best_networks, wilcoxon_actions
@@ -41,6 +40,7 @@ EPISODE_FIGURES = {
     "accumulated_reward": "accumulated-reward",
     "length": "episode-length",
 }
+FLOAT_FORMAT = "{:.4g}"  # the numbers of the report's tables
 MISSING = {
     "entropy": "no run logged a policy entropy (progress.csv without train/entropy, e.g. random search, DQN "
     "or an evaluation run)",
@@ -88,15 +88,14 @@ def build_report(runs: list[Run], block: int | None = None, top: int = RETRAIN_T
     found = [(run, path) for run, path in tables if path.is_file()]
     if found:
         html = "".join(
-            f"<h3>{escape(run.label)}</h3>{_table(table6(pd.read_csv(path)).reset_index())}"
-            for run, path in found
+            f"<h3>{escape(run.label)}</h3>{table6(pd.read_csv(path)).html()}" for run, path in found
         )
         report.sections["table6"] = ("Intensive retraining (Table 6)", html)
     return report
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, classes="table", float_format=lambda v: f"{v:.4g}")
+    return Table.from_frame(frame, FLOAT_FORMAT).html()
 
 
 def _runs_table(runs: list[Run]) -> pd.DataFrame:
@@ -211,21 +210,11 @@ def _architectures_html(run: Run, top: int) -> str:
     return _table(pd.DataFrame(rows)) if rows else "<p>no valid architecture</p>"
 
 
-STYLE = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table.table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
-table.table th, table.table td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
-.networks { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
-figure { margin: 0; max-width: 420px; } figcaption { font-size: 0.85em; } code { word-break: break-all; }
-p.note { color: #666; }
-"""
-
-
 def render_html(report: Report) -> str:
     """The report as one HTML document with plotly.js inline."""
     order = ["notes", "runs", "summary", *FIGURES, "wilcoxon", "networks", "table6"]
     titles = {**{k: v[0] for k, v in report.sections.items()}, **FIGURES}
-    body, contents = [], []
+    sections = {}
     for section_id in order:
         if section_id in report.sections:
             html = report.sections[section_id][1]
@@ -234,19 +223,14 @@ def render_html(report: Report) -> str:
             html = (
                 f'<p class="note">Not shown: {escape(MISSING[section_id])}.</p>'
                 if figure is None
-                else pio.to_html(figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{section_id}")
+                else figure_html(figure, section_id)
             )
         else:
             continue
-        contents.append(f'<li><a href="#{section_id}">{escape(titles[section_id])}</a></li>')
-        body.append(f'<section id="{section_id}"><h2>{escape(titles[section_id])}</h2>{html}</section>')
+        sections[section_id] = (titles[section_id], html)
     labels = ", ".join(run.label for run in report.runs)
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>sb3_nas report: {escape(labels)}</title>'
-        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>"
-        f"<h1>sb3_nas report</h1><p>{escape(labels)}; blocks of {report.block} episodes.</p>"
-        f"<ul>{''.join(contents)}</ul>{''.join(body)}</body></html>"
-    )
+    heading = f"<h1>sb3_nas report</h1><p>{escape(labels)}; blocks of {report.block} episodes.</p>"
+    return html_page(f"sb3_nas report: {labels}", heading + html_sections(sections))
 
 
 def export_png(report: Report, html_path: Path) -> list[Path]:

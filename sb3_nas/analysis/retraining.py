@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from sb3_nas.analysis.pages import Table
 from sb3_nas.analysis.run import Run
 from sb3_nas.analysis.stats import STD_DDOF, best_networks
 from sb3_nas.data import load_dataset
@@ -220,7 +221,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table6(summary: pd.DataFrame) -> pd.DataFrame:
+def table6(summary: pd.DataFrame) -> Table:
     """Table 6's layout: a row per dataset, a column per architecture, ``mean ± 2 std`` (%) in each cell."""
     cells = summary.assign(
         cell=[
@@ -231,17 +232,13 @@ def table6(summary: pd.DataFrame) -> pd.DataFrame:
     columns = list(dict.fromkeys(summary["architecture"]))
     wide = cells.pivot(index="env", columns="architecture", values="cell").reindex(columns=columns)
     wide = wide.reindex(index=list(dict.fromkeys(summary["env"]))).fillna("")
-    wide.index.name, wide.columns.name = "dataset", None
-    return wide
+    rows = [[env, *row] for env, row in zip(wide.index, wide.to_numpy(), strict=True)]
+    return Table(["dataset", *wide.columns], rows)
 
 
 def markdown_table(summary: pd.DataFrame) -> str:
     """Table 6 as Markdown, then each network's NSC and early-stop accuracy and any failed training."""
-    wide = table6(summary)
-    lines = ["| dataset | " + " | ".join(wide.columns) + " |", "| --- |" + " ---: |" * len(wide.columns)]
-    lines += [
-        f"| {env} | " + " | ".join(row) + " |" for env, row in zip(wide.index, wide.to_numpy(), strict=True)
-    ]
+    lines = [table6(summary).markdown()]
     runs = sorted(set(summary["runs"]))
     lines += ["", f"Accuracy (%) on the test third, mean ± 2 std over {'/'.join(map(str, runs))} trainings."]
     for row in summary.itertuples(index=False):

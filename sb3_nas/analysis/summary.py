@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sb3_nas.analysis.pages import Table, formatted
 from sb3_nas.analysis.retraining import RESULT_COLUMNS, RETRAIN_DIR, VGG_LABEL, summarize
 from sb3_nas.analysis.run import Run, RunFolderError, load_run, read_table
 from sb3_nas.space import ACTIONS, ActionKind
@@ -237,18 +238,12 @@ def build_summary(runs_dir: Path, early_steps: int = EARLY_STEPS, early_episodes
     return sections + [retrain_section(runs_dir), sigma_section(runs_dir)]
 
 
-def _cell(value, kind: str) -> str:
-    return "—" if isinstance(value, float) and math.isnan(value) else FORMATS[kind].format(value)
-
-
-def markdown_table(section: Section, early: tuple[int, int]) -> list[str]:
+def markdown_table(section: Section, early: tuple[int, int]) -> str:
+    """A section's rows as Markdown, the columns of :data:`SECTIONS`, numbers right-aligned."""
     keys = SECTIONS[section.key][1]
     headers = [COLUMNS[key][0].format(K=early[0], E=early[1]) for key in keys]
-    lines = ["| " + " | ".join(headers) + " |"]
-    lines.append("|" + "".join(" --- |" if COLUMNS[key][1] == "text" else " ---: |" for key in keys))
-    return lines + [
-        "| " + " | ".join(_cell(row[k], COLUMNS[k][1]) for k in keys) + " |" for row in section.rows
-    ]
+    rows = [[formatted(row[key], FORMATS[COLUMNS[key][1]]) for key in keys] for row in section.rows]
+    return Table(headers, rows, [COLUMNS[key][1] != "text" for key in keys]).markdown()
 
 
 def render_markdown(sections: list[Section], runs_dir: Path, early: tuple[int, int]) -> str:
@@ -257,7 +252,7 @@ def render_markdown(sections: list[Section], runs_dir: Path, early: tuple[int, i
     for section in sections:
         lines += [f"## {SECTIONS[section.key][0]}", ""]
         if section.rows:
-            lines += [*markdown_table(section, early), "", section.statement]
+            lines += [markdown_table(section, early), "", section.statement]
         lines += [f"Not run: {name}." for name in section.not_run] + [""]
     return "\n".join(lines)
 
