@@ -3,7 +3,9 @@
 The best networks of each environment (by reward) get 2^(4+i) filters in their i-th convolution and a
 4096-unit dense layer, and are trained with an exponentially decaying learning rate next to VGG-19 cut to two
 blocks, on the same data and split, several times with seeds --seed, --seed+1, …. Writes runs.csv (one row
-per training), table6.csv and table6.md (mean ± 2 std in %) into --out (default RUN/retrain).
+per training), table6.csv and table6.md (mean ± 2 std in %) into --out (default RUN/retrain). With --save DIR,
+each designed network's first training is kept as an export folder DIR/<env>/<rank>/ (network.py, nsc.json,
+weights.safetensors, network.onnx, a model card: see sb3_nas.export).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from sb3_nas.analysis import load_run
+from sb3_nas.analysis.export import retrained_saver
 from sb3_nas.analysis.retraining import (
     RETRAIN_DIR,
     RETRAIN_EPOCHS,
@@ -44,6 +47,11 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--epochs", type=positive_int, default=RETRAIN_EPOCHS, help="epochs per training (default 100)"
     )
+    parser.add_argument(
+        "--save", metavar="DIR", default=None,
+        help="write each retrained network (its first training) as an export folder under DIR",
+    )  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace exports already in --save")
     add_shared(parser, "envs", "fidelity", "device", "seed", "out", "no_progress",
                envs={"help": "only these of the run's environments, comma-separated (default: all)"},
                fidelity={"default": None, "help": "image size, split and optimiser (default: the run's)"},
@@ -65,11 +73,16 @@ def execute(args: argparse.Namespace) -> int:
             f"run folder {run.path} has no environment {', '.join(unknown) or '(none given)'} "
             f"(it has {', '.join(run.envs)})"
         )
+    save = (
+        retrained_saver(run, args.save, fidelity, args.epochs, args.top, envs, args.overwrite)
+        if args.save
+        else None
+    )
     total = len(candidates(run, args.top, envs)) * args.runs
     with tqdm(total=total, desc="retrain", unit="training", disable=args.no_progress) as bar:
         results = retrain(
             run, fidelity, args.top, args.runs, args.epochs, args.seed, envs,
-            on_result=lambda row: bar.update(1), device=args.device,
+            on_result=lambda row: bar.update(1), device=args.device, on_network=save,
         )  # fmt: skip
     out = Path(args.out) if args.out else run.path / RETRAIN_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +94,8 @@ def execute(args: argparse.Namespace) -> int:
     print(f"{run.label}, {args.runs} × {args.epochs} epochs at the {fidelity.name} fidelity:")
     print(table)
     print(f"results: {out.resolve()}")
+    if args.save:
+        print(f"networks: {Path(args.save).resolve()}")
     return 0
 
 

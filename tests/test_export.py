@@ -277,3 +277,29 @@ def test_build_network_and_the_loader_agree_on_retrained_filters(tmp_path, tiny_
         nsc, (3, 16, 16), 5, conv_filters=retrain_filters, dense_units=RETRAIN_DENSE_UNITS
     )
     assert [tuple(p.shape) for p in loaded.parameters()] == [tuple(p.shape) for p in reference.parameters()]
+
+
+def test_retrain_save_keeps_the_retrained_networks_with_their_weights(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from sb3_nas import retrain
+    from sb3_nas.data import load_dataset
+    from sb3_nas.estimation import get_fidelity, prepare_data
+
+    saved, table = tmp_path / "networks", tmp_path / "table"
+    argv = ["--run", str(RANDOM), "--envs", "digits", "--runs", "2", "--epochs", "1", "--no-progress"]
+    assert retrain.main([*argv, "-f", str(table), "--save", str(saved)]) == 0
+    runs = pd.read_csv(table / "runs.csv")
+    data = prepare_data(load_dataset("digits"), get_fidelity("tiny"))
+    x = data.test_x.float() / 255
+    for rank, architecture in ((1, "random (1st)"), (2, "random (2nd)")):
+        folder = saved / "digits" / str(rank)
+        description = json.loads((folder / "nsc.json").read_text())
+        first = runs[(runs["architecture"] == architecture) & (runs["seed"] == 0)].iloc[0]
+        assert description["training"]["accuracy"] == pytest.approx(first["accuracy"])
+        assert description["build"]["dense_units"] == 4096
+        assert description["onnx"]["max_abs_difference"] < 1e-4
+        with torch.inference_mode():
+            correct = (load_exported(folder)(x).argmax(1) == data.test_y).sum().item()
+        # Table 6's network itself, not only its score
+        assert abs(correct - first["accuracy"] * len(data.test_y)) <= 1
+    assert retrain.main([*argv, "-f", str(table), "--save", str(saved)]) == 2  # not overwritten unasked

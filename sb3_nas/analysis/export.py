@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from sb3_nas.analysis.diagram import layer_label, nsc_svg
+from sb3_nas.analysis.pages import Table
 from sb3_nas.analysis.run import Run
 from sb3_nas.analysis.stats import best_networks
 from sb3_nas.data import load_dataset
@@ -169,18 +170,15 @@ def write_onnx(network: nn.Module, images: torch.Tensor, path: Path) -> float:
     return float(np.abs(onnx_out - torch_out).max())
 
 
-def _layers_table(plan: NetworkPlan) -> list[str]:
-    lines = ["| node | layer | from | output (C×H×W) |", "| ---: | --- | --- | --- |"]
-    lines.append("| 0 | input | | {}×{}×{} |".format(*plan.input_shape))
+def _layers_table(plan: NetworkPlan) -> Table:
+    rows: list[list[object]] = [[0, "input", "", "{}×{}×{}".format(*plan.input_shape)]]
     for row, shape in zip(plan.rows, plan.shapes[1:], strict=True):
         sources = f"{row.pred1}, {row.pred2}" if row.type in MERGE else f"{row.pred1}"
-        lines.append(f"| {row.index} | {layer_label(row)} | {sources} | {shape[0]}×{shape[1]}×{shape[2]} |")
+        rows.append([row.index, layer_label(row), sources, "{}×{}×{}".format(*shape)])
     c, h, w = plan.feature_shape
-    lines.append(
-        f"| | flatten → dense {plan.dense_units} → ReLU → dropout → dense {plan.n_classes} | "
-        f"{', '.join(map(str, plan.leaves))} | {c * h * w} features |"
-    )
-    return lines
+    head = f"flatten → dense {plan.dense_units} → ReLU → dropout → dense {plan.n_classes}"
+    rows.append(["", head, ", ".join(map(str, plan.leaves)), f"{c * h * w} features"])
+    return Table(["node", "layer", "from", "output (C×H×W)"], rows, right=[True, False, False, False])
 
 
 def model_card(plan: NetworkPlan, description: dict[str, Any]) -> str:
@@ -198,15 +196,15 @@ def model_card(plan: NetworkPlan, description: dict[str, Any]) -> str:
         "",
         "## Layers",
         "",
-        *_layers_table(plan),
+        _layers_table(plan).markdown(),
         "",
         f"NSC rows (index, type, kernel, predecessor 1, predecessor 2): `{json.dumps(description['nsc'])}`",
         "",
         "## Accuracy",
         "",
         f"- Found by the search: reward {search.get('reward', float('nan')):.4f} (accuracy on the test "
-        f"third after the early-stop training at the `{description['fidelity']}` fidelity, step "
-        f"{search.get('step')}).",
+        f"third after the early-stop training at the `{description['fidelity']}` fidelity"
+        + (f", step {search['step']})." if search.get("step") is not None else ")."),
     ]
     if training.get("accuracy") is not None:
         lines.append(
@@ -496,6 +494,68 @@ def retrained_conv_filters(plan: NetworkPlan) -> list[int]:
     return [f for row, f in zip(plan.rows, plan.filters, strict=True) if row.type == LayerType.CONVOLUTION]
 
 
+def retrained_saver(
+    run: Run,
+    out: str | Path,
+    fidelity: Fidelity,
+    epochs: int,
+    top: int,
+    envs: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Callable[[Any, nn.Module, PreparedData, dict[str, Any]], None]:
+    """The ``on_network`` of :func:`~sb3_nas.analysis.retraining.retrain` that writes each retrained
+    network (its first training) as an export folder ``out/<env>/<rank>/``, weights and ONNX file included.
+
+    Refuses at once (before any training) when the ``export`` extra is missing or an export is in the way.
+    """
+    out = Path(out)
+    missing = missing_export_packages()
+    if missing:
+        raise ExportUsageError(f"--save needs {', '.join(missing)}: {INSTALL_EXPORT}")
+    from sb3_nas.analysis.retraining import RETRAIN_DENSE_UNITS, candidates, retrain_filters
+
+    for candidate in candidates(run, top, list(envs) if envs is not None else None):
+        if candidate.nsc:
+            _claim(out / env_folder_name(candidate.env) / str(candidate.rank), overwrite)
+
+    def save(candidate: Any, network: nn.Module, data: PreparedData, row: dict[str, Any]) -> None:
+        nsc = json.loads(candidate.nsc)
+        plan = plan_network(
+            nsc,
+            data.input_shape,
+            data.n_classes,
+            conv_filters=retrain_filters,
+            dense_units=RETRAIN_DENSE_UNITS,
+        )
+        description = network_description(
+            plan,
+            candidate.env,
+            fidelity,
+            conv_filters=retrained_conv_filters(plan),
+            dense_units=RETRAIN_DENSE_UNITS,
+            name=f"{candidate.env} network #{candidate.rank}, retrained",
+            search={
+                "run": str(run.path),
+                "algo": run.algo,
+                "rank": candidate.rank,
+                "reward": candidate.early_stop_accuracy,
+                "accuracy": candidate.early_stop_accuracy,
+            },
+            training={
+                "fidelity": f"{fidelity.name}-retrain",
+                "epochs": epochs,
+                "seed": int(row["seed"]),
+                "device": str(data.train_x.device),
+                "train_seconds": round(float(row["train_seconds"]), 3),
+                "accuracy": float(row["accuracy"]),
+            },
+        )
+        folder = out / env_folder_name(candidate.env) / str(candidate.rank)
+        write_network_export(folder, plan, description, trained=network, data=data)
+
+    return save
+
+
 __all__ = [
     "EXPORT_TOP",
     "ExportUsageError",
@@ -505,6 +565,7 @@ __all__ = [
     "model_card",
     "network_description",
     "retrained_conv_filters",
+    "retrained_saver",
     "train_for_export",
     "write_network_export",
 ]

@@ -93,6 +93,7 @@ class Candidate:
     architecture: str  # the Table 6 column
     nsc: str = ""  # JSON rows; empty for the baseline
     early_stop_accuracy: float = float("nan")
+    rank: int = 0  # by reward among the run's networks in ``env``; 0 for the baseline
 
     def build(self, data: PreparedData) -> nn.Module:
         """The network for ``data``'s images; raises ``InvalidArchitecture`` if they are too small for it."""
@@ -119,7 +120,13 @@ def candidates(run: Run, top: int = RETRAIN_TOP, envs: list[str] | None = None) 
     for env in run.envs if envs is None else envs:
         for network in best_networks(run, env, top):
             found.append(
-                Candidate(env, f"{run.algo} ({ordinal(network.rank)})", network.nsc_json, network.accuracy)
+                Candidate(
+                    env,
+                    f"{run.algo} ({ordinal(network.rank)})",
+                    network.nsc_json,
+                    network.accuracy,
+                    network.rank,
+                )
             )
         found.append(Candidate(env, VGG_LABEL))
     return found
@@ -137,14 +144,24 @@ def retrain_fidelity(base: Fidelity, epochs: int, seed: int) -> Fidelity:
     )
 
 
-def train_candidate(candidate: Candidate, data: PreparedData, fidelity: Fidelity) -> dict[str, object]:
+def train_candidate(
+    candidate: Candidate, data: PreparedData, fidelity: Fidelity, keep: list[nn.Module] | None = None
+) -> dict[str, object]:
     """Train one candidate from scratch (weights and batch order seeded by ``fidelity.seed``) and score it.
 
+    :param keep: where to append the network trained (it is otherwise discarded)
     :return: ``accuracy`` (NaN when the candidate cannot be built for ``data``'s images, 0 when its training
         failed, as the early-stop estimator scores it), ``n_params``, ``train_seconds`` and ``reason``
     """
+
+    def build() -> nn.Module:
+        network = candidate.build(data)
+        if keep is not None:
+            keep.append(network)
+        return network
+
     try:
-        result = evaluate_network(lambda: candidate.build(data), data, fidelity)
+        result = evaluate_network(build, data, fidelity)
     except InvalidArchitecture as error:
         size = f"{data.input_shape[1]}×{data.input_shape[2]}"
         return {
@@ -171,12 +188,15 @@ def retrain(
     envs: list[str] | None = None,
     on_result: Callable[[dict[str, object]], None] | None = None,
     device: str | torch.device | None = None,
+    on_network: Callable[[Candidate, nn.Module, PreparedData, dict[str, object]], None] | None = None,
 ) -> pd.DataFrame:
     """Retrain the best networks of ``run`` and the baseline ``runs`` times each (seeds seed, seed+1, …).
 
     :param fidelity: the image size, channels, split and optimiser (the run's fidelity by default)
     :param envs: the environments to retrain on (default: all of the run's)
     :param device: where to train (``None``/``"auto"``: the GPU when there is one, else the CPU)
+    :param on_network: given each designed network's first training (seed ``seed``) when it succeeded: the
+        candidate, the trained network, its data and its result row
     :return: one row per training, ``RESULT_COLUMNS``
     """
     rows = []
@@ -184,7 +204,8 @@ def retrain(
         # cached per dataset, fidelity and device
         data = prepare_data(load_dataset(candidate.env), fidelity, device)
         for index in range(runs):
-            result = train_candidate(candidate, data, retrain_fidelity(fidelity, epochs, seed + index))
+            kept: list[nn.Module] = []
+            result = train_candidate(candidate, data, retrain_fidelity(fidelity, epochs, seed + index), kept)
             row = {
                 "env": candidate.env,
                 "architecture": candidate.architecture,
@@ -195,6 +216,8 @@ def retrain(
                 **result,
             }
             rows.append(row)
+            if on_network is not None and index == 0 and candidate.nsc and kept and not result["reason"]:
+                on_network(candidate, kept[-1], data, row)
             if on_result is not None:
                 on_result(row)
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
