@@ -24,6 +24,7 @@ from sb3_nas.space import (
     network_source,
     plan_network,
 )
+from sb3_nas.space.nasbench201 import choices_from_arch_string
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs"
 RANDOM = FIXTURES / "random"  # train --algo random on digits,photos at the tiny fidelity: chains
@@ -227,38 +228,29 @@ def test_load_exported_refuses_a_pickle_and_a_broken_description(tmp_path):
         load_exported(folder)
 
 
-def test_a_tabular_run_exports_its_architectures_in_the_benchmarks_notation(tmp_path):
+@pytest.mark.parametrize("env", ["nbgraph:cora", "nb201:cifar10"])
+def test_a_tabular_run_exports_its_architectures_in_the_benchmarks_notation(env, tmp_path):
     run = tmp_path / "tabular"
-    argv = [
-        "--algo",
-        "random",
-        "--envs",
-        "nbgraph:cora",
-        "--timesteps",
-        "30",
-        "--out",
-        str(run),
-        "--no-progress",
-    ]
-    assert train.main(argv) == 0
+    argv = ["--algo", "random", "--envs", env, "--timesteps", "30", "--out", str(run)]
+    assert train.main([*argv, "--no-progress"]) == 0
     out = tmp_path / "exported"
     assert export.main([str(run), "--top", "2", "--train", "-f", str(out)]) == 0
     steps = pd.read_csv(run / "steps.csv")
     best = steps[steps["valid"]].sort_values(["reward", "step"], ascending=[False, True]).iloc[0]
+    folder = out / env.replace(":", "_")
     for rank in (1, 2):
-        folder = out / "nbgraph_cora" / str(rank)
-        assert {p.name for p in folder.iterdir()} == {"architecture.json", "README.md"}
-        described = json.loads((folder / "architecture.json").read_text())
-        assert described["benchmark"] == "NAS-Bench-Graph" and set(described["architecture"]) == {
-            "link",
-            "ops",
-        }
-    first = json.loads((out / "nbgraph_cora" / "1" / "architecture.json").read_text())
+        assert {p.name for p in (folder / str(rank)).iterdir()} == {"architecture.json", "README.md"}
+    first = json.loads((folder / "1" / "architecture.json").read_text())
     assert first["validation_accuracy"] == pytest.approx(best["accuracy"])
     assert first["test_accuracy"] == pytest.approx(best["test_accuracy"])
     assert first["architecture"] == json.loads(best["architecture"])
+    if env.startswith("nbgraph"):
+        assert first["benchmark"] == "NAS-Bench-Graph" and set(first["architecture"]) == {"link", "ops"}
+    else:  # NAS-Bench-201's arch string, which names the same cell
+        assert choices_from_arch_string(first["arch_string"]) == tuple(first["architecture"])
+        assert first["arch_string"] in (folder / "1" / "README.md").read_text()
     with pytest.raises(ExportError, match="describes a tabular benchmark's architecture"):
-        load_exported(out / "nbgraph_cora" / "1")
+        load_exported(folder / "1")
 
 
 def test_build_network_and_the_loader_agree_on_retrained_filters(tmp_path, tiny_fidelity):

@@ -40,7 +40,15 @@ from sb3_nas.estimation import (
     parse_table_spec,
     prepare_data,
 )
-from sb3_nas.space import CONV_FILTERS, DENSE_UNITS, DROPOUT, NetworkPlan, NSCNetwork, plan_network
+from sb3_nas.space import (
+    CONV_FILTERS,
+    DENSE_UNITS,
+    DROPOUT,
+    NetworkPlan,
+    NSCNetwork,
+    nasbench201,
+    plan_network,
+)
 from sb3_nas.space.codegen import CLASS_NAME, network_source
 from sb3_nas.space.exported import (
     ARCHITECTURE_FILE,
@@ -387,9 +395,12 @@ def export_tabular(run: Run, env: str, out: Path, top: int, overwrite: bool) -> 
             "n_params": int(row["n_params"]),
             "search": {"run": str(run.path), "algo": run.algo, "rank": rank, "step": int(row["step"])},
         }
+        if benchmark.key == nasbench201.BENCHMARK:  # its own notation beside AnalogNAS-Bench's op indices
+            description["arch_string"] = nasbench201.arch_string(description["architecture"])
         (folder / ARCHITECTURE_FILE).write_text(json.dumps(description, indent=2) + "\n")
         (folder / CARD_FILE).write_text(
-            f"# {env} architecture #{rank}\n\n{benchmark.title} architecture `{row['architecture']}`: "
+            f"# {env} architecture #{rank}\n\n{benchmark.title} architecture "
+            f"`{description.get('arch_string', row['architecture'])}`: "
             f"validation accuracy {description['validation_accuracy']:.4f}, test accuracy "
             f"{description['test_accuracy']:.4f} (the benchmark's table; no weights exist for it). Found by "
             f"{run.algo} in run `{run.path}`, step {description['search']['step']}.\n"
