@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ import yaml
 
 from sb3_nas.errors import InputError, UsageError
 from sb3_nas.estimation import ANY_PRECISION, AUTO, DEFAULT_FIDELITY, FIDELITIES, KNOWN_PRECISIONS
+from sb3_nas.estimation.retry import DEFAULT_RETRY_S, MEMO_RETRY_ENV
 from sb3_nas.experiment import PAPER, best_per_env
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -125,11 +127,37 @@ SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }  # fmt: skip
 
 
+class MemoRetry(argparse.Action):
+    """``--memo-retry SECONDS``: how long the reward memo retries a database outage, set as
+    :data:`~sb3_nas.estimation.retry.MEMO_RETRY_ENV` so that this process's workers follow it too."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            seconds = float(values)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds >= 0:
+            parser.error(f"argument --memo-retry: expected 0 or more seconds, got {values!r}")
+        os.environ[MEMO_RETRY_ENV] = repr(seconds)
+        setattr(namespace, self.dest, seconds)
+
+
+MEMO_RETRY_OPTION = (
+    ("--memo-retry",),
+    {"action": MemoRetry, "metavar": "SECONDS", "default": None,
+     "help": "retry a memo database outage (a lost connection, a server restarting, a lock) for up to "
+             f"SECONDS before failing (default {DEFAULT_RETRY_S:.0f})"},
+)  # fmt: skip
+
+
 def add_shared(parser: argparse.ArgumentParser, *names: str, **changes: dict[str, Any]) -> None:
-    """Add the shared options ``names`` to ``parser``; ``changes[name]`` updates that option's keywords."""
+    """Add the shared options ``names`` to ``parser``; ``changes[name]`` updates that option's keywords.
+    ``memo`` brings ``--memo-retry`` with it."""
     for name in names:
         flags, keywords = SHARED_OPTIONS[name]
         parser.add_argument(*flags, dest=name, **{**keywords, **changes.get(name, {})})
+        if name == "memo":
+            parser.add_argument(*MEMO_RETRY_OPTION[0], dest="memo_retry", **MEMO_RETRY_OPTION[1])
 
 
 def default_out(name: str) -> Path:
