@@ -41,6 +41,7 @@ from sb3_nas.experiment.registry import (
     is_import_path,
     resolve_timesteps,
 )
+from sb3_nas.experiment.validation import Invalid, converted, entry, read_model, read_yaml
 
 CONFIG_FILE = "config.yml"
 FORMAT_VERSION = 2  # 1: the argparse namespaces written before the experiment layer (still read)
@@ -238,27 +239,20 @@ class RunConfig:
         password, else none: a password is never read back from a file.
         """
         try:
-            envs = tuple(str(env) for env in table["envs"])
-            timesteps = tuple(int(t) for t in table["timesteps"])
-            fidelity = get_fidelity(None if table["fidelity"] is None else str(table["fidelity"]))
-            recorded = str(table.get("memo") or "")
-            stored = str(table.get("storage") or "")
-            algo = str(table.get("algo", "meta_a2c"))
-            frozen = bool(table.get("frozen_policy", False))
+            file = read_model(ConfigFile, table, where, other_keys=True)
             config = cls(
-                algo=algo, envs=envs, timesteps=timesteps, fidelity=fidelity,
-                memo=memo or (recorded if recorded and "***" not in recorded else default_memo_url()),
-                seed=int(table.get("seed", 0)),
-                multi_branch=table.get("env_id", CHAIN_ENV_ID) == MULTI_BRANCH_ENV_ID,
-                sigma=float(table.get("sigma", 0.0)), device=str(table.get("device", AUTO)),
-                accept_precision=parse_precisions(table.get("accept_precision") or ()),
-                n_envs=int(table.get("n_envs", 1)), hyperparams=dict(table.get("hyperparams") or {}),
-                conf_file=table.get("conf_file", table.get("conf")),
-                model=str(table.get("model", "")) if frozen else None,
-                storage=storage or (stored if stored and "***" not in stored else None),
+                algo=file.algo, envs=file.envs, timesteps=file.timesteps, fidelity=file.fidelity,
+                memo=memo or (file.memo if file.memo and "***" not in file.memo else default_memo_url()),
+                seed=file.seed, multi_branch=file.env_id == MULTI_BRANCH_ENV_ID, sigma=file.sigma,
+                device=file.device, accept_precision=file.accept_precision, n_envs=file.n_envs,
+                hyperparams=file.hyperparams, conf_file=file.conf_file,
+                model=str(file.model) if file.frozen_policy else None,
+                storage=storage or (file.storage if file.storage and "***" not in file.storage else None),
             )  # fmt: skip
         except KeyError as error:
             raise RunFolderError(f"{where} names no {error.args[0]}") from None
+        except Invalid as problem:
+            raise RunFolderError(f"{where}: {problem}") from None
         except (TypeError, ValueError) as error:
             if isinstance(error, InputError):
                 raise RunFolderError(f"{where}: {error}") from None
@@ -270,6 +264,48 @@ class RunConfig:
         path = folder / CONFIG_FILE
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
         return path
+
+
+def _strings(values: Any) -> tuple[str, ...]:
+    return tuple(str(value) for value in values)
+
+
+def _counts(values: Any) -> tuple[int, ...]:
+    return tuple(int(value) for value in values)
+
+
+def _fidelity(name: Any) -> Fidelity:
+    return get_fidelity(None if name is None else str(name))
+
+
+def _url(url: Any) -> str:
+    return str(url or "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigFile:
+    """``config.yml`` as read back: the keys :meth:`RunConfig.to_dict` writes, each value converted to its
+    field's type (one that cannot be is the ``TypeError`` or ``ValueError`` of the conversion), other keys
+    ignored. The defaults stand for the keys a file of format 1 (the commands' argparse namespaces) lacks;
+    that format names ``conf_file`` ``conf``. :meth:`RunConfig.from_dict` makes the configuration of it.
+    """
+
+    algo: str = entry("meta_a2c", read=converted(str))
+    envs: tuple[str, ...] = entry(read=converted(_strings))
+    timesteps: tuple[int, ...] = entry(read=converted(_counts))
+    fidelity: Fidelity = entry(read=converted(_fidelity))
+    seed: int = entry(0, read=converted(int))
+    env_id: Any = CHAIN_ENV_ID
+    sigma: float = entry(0.0, read=converted(float))
+    device: str = entry(AUTO, read=converted(str))
+    accept_precision: tuple[str, ...] = entry((), read=converted(lambda names: parse_precisions(names or ())))
+    n_envs: int = entry(1, read=converted(int))
+    memo: str = entry("", read=converted(_url))
+    conf_file: Any = entry(None, alias="conf")
+    hyperparams: dict[str, Any] = entry({}, read=converted(lambda table: dict(table or {})))
+    frozen_policy: bool = entry(False, read=converted(bool))
+    model: Any = ""
+    storage: str = entry("", read=converted(_url))
 
 
 def space_env_id(envs: Sequence[str], multi_branch: bool = False) -> str:
@@ -303,11 +339,9 @@ def read_config_file(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunFolderError(f"run folder {folder} lacks {CONFIG_FILE}")
     try:
-        table = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise RunFolderError(
-            f"run folder {folder}: {CONFIG_FILE} is not valid YAML ({str(error).splitlines()[0]})"
-        ) from None
+        table = read_yaml(path) or {}
+    except Invalid as problem:
+        raise RunFolderError(f"run folder {folder}: {CONFIG_FILE} is not valid YAML ({problem})") from None
     if not isinstance(table, dict):
         raise RunFolderError(f"run folder {folder}: {CONFIG_FILE} is not a mapping")
     return table

@@ -1,23 +1,21 @@
 """Hyper-parameters as data: ``zoo_configs/<algo>.yml`` keyed by environment id (rl-baselines3-zoo's format).
 
 The shipped files live inside the package (``sb3_nas/zoo_configs``; ``zoo_configs/`` at the top of the source
-tree links to them), so an installed ``sb3_nas`` finds them from any folder.
+tree links to them), so an installed ``sb3_nas`` finds them from any folder. The typed model of an entry, and
+of a ``-params`` override, is the algorithm's constructor: its arguments are the keys, their annotations the
+types (:func:`hyperparameter_types`, checked by :mod:`sb3_nas.experiment.validation`).
 """
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
 import math
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sb3_nas.errors import InputError
+from sb3_nas.experiment.validation import Invalid, argument_types, check_value, read_yaml, unknown_keys
 
 ZOO_CONFIGS = Path(__file__).resolve().parent.parent / "zoo_configs"
 # keys that are not constructor arguments: fractions of the environment's t_max (see zoo_configs/dqn.yml)
@@ -50,10 +48,21 @@ def accepted_keys(algo_class: type) -> set[str]:
     )
 
 
+def hyperparameter_types(algo_class: type) -> dict[str, Any]:
+    """The type of each hyper-parameter of ``algo_class`` that has one: the annotations of its constructor
+    (:func:`~sb3_nas.experiment.validation.argument_types`), the zoo's fraction keys (numbers) and budget (a
+    count)."""
+    return {
+        **argument_types(algo_class.__init__),
+        **dict.fromkeys(FRACTION_KEYS, float),
+        **dict.fromkeys(ZOO_KEYS, int),
+    }
+
+
 def check_keys(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
     """Raise :class:`ConfigError` naming ``where`` when a key is not a hyper-parameter of ``algo``, or its
     value is not of the type the constructor of ``algo_class`` declares (:func:`check_values`)."""
-    unknown = sorted(set(hyperparams) - accepted_keys(algo_class))
+    unknown = unknown_keys(hyperparams, accepted_keys(algo_class))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) for {algo}: {', '.join(unknown)}")
     check_values(hyperparams, algo, algo_class, where)
@@ -62,25 +71,22 @@ def check_keys(hyperparams: Mapping[str, Any], algo: str, algo_class: type, wher
 def check_values(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
     """Raise :class:`ConfigError` naming ``where`` for a value the constructor of ``algo_class`` cannot take.
 
-    Checked: ``policy`` is one of the algorithm's policy names (``policy_aliases``); every other value
-    matches the type annotation of its constructor argument (``n_steps: five`` is text, not an ``int``;
-    ``1e-3``, which YAML reads as text, is not a ``float``); the zoo's fraction keys are numbers; the common
-    hyper-parameters lie in :data:`RANGES` (``n_steps: 0`` and ``gamma: 2`` are refused). The content of
-    ``policy_kwargs`` is left to the constructor.
+    Checked: ``policy`` is one of the algorithm's policy names (``policy_aliases``); every other value is of
+    its type in :func:`hyperparameter_types` (``n_steps: five`` is text, not an ``int``; ``1e-3``, which YAML
+    reads as text, is not a ``float``); the common hyper-parameters lie in :data:`RANGES` (``n_steps: 0`` and
+    ``gamma: 2`` are refused). The content of ``policy_kwargs`` is left to the constructor.
     """
-    hints = constructor_hints(algo_class)
-    for key, value in hyperparams.items():
-        if key == "policy":
-            _check_policy(value, algo, algo_class, where)
-            continue
-        hint = float if key in FRACTION_KEYS else int if key in ZOO_KEYS else hints.get(key)
-        if hint is not None and _conforms(value, hint) is False:
-            raise ConfigError(f"{where}: {key}: {value!r} is not {_describe(hint)}{_yaml_hint(value, hint)}")
-        bounds = RANGES.get(key)
-        if bounds is not None and isinstance(value, int | float) and not isinstance(value, bool):
-            low, high, words = bounds
-            if not (math.isfinite(value) and low <= value <= high) or (key in POSITIVE and value <= 0):
-                raise ConfigError(f"{where}: {key}: {value!r} is out of range ({words})")
+    types = hyperparameter_types(algo_class)
+    try:
+        for key, value in hyperparams.items():
+            if key == "policy":
+                _check_policy(value, algo, algo_class)
+                continue
+            if key in types:
+                check_value(key, value, types[key])
+            _check_range(key, value)
+    except Invalid as problem:
+        raise ConfigError(f"{where}: {problem}") from None
 
 
 # the ranges of the common hyper-parameters that the algorithms' constructors accept but cannot train with
@@ -102,102 +108,20 @@ RANGES: dict[str, tuple[float, float, str]] = {
 POSITIVE = {"learning_rate", "max_grad_norm", "rms_prop_eps", "clip_range", "buffer_size_fraction"}  # not 0
 
 
-def constructor_hints(algo_class: type) -> dict[str, Any]:
-    """The resolved annotation of each constructor argument of ``algo_class`` (unresolvable: left out)."""
-    init = algo_class.__init__
-    namespace = {**vars(typing), **getattr(init, "__globals__", {})}
-    hints = {}
-    for name, parameter in inspect.signature(init).parameters.items():
-        annotation = parameter.annotation
-        if annotation is inspect.Parameter.empty:
-            continue
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, namespace)  # the annotation text of the algorithm's own code
-            except Exception:  # a name imported only for type checkers: that argument is not checked
-                continue
-        hints[name] = annotation
-    return hints
+def _check_range(key: str, value: Any) -> None:
+    bounds = RANGES.get(key)
+    if bounds is not None and isinstance(value, int | float) and not isinstance(value, bool):
+        low, high, words = bounds
+        if not (math.isfinite(value) and low <= value <= high) or (key in POSITIVE and value <= 0):
+            raise Invalid(f"{key}: {value!r} is out of range ({words})")
 
 
-def _check_policy(value: Any, algo: str, algo_class: type, where: str) -> None:
+def _check_policy(value: Any, algo: str, algo_class: type) -> None:
     aliases = getattr(algo_class, "policy_aliases", None) or {}
     if isinstance(value, type) or (isinstance(value, str) and value in aliases):
         return
     known = ", ".join(aliases) or "none"
-    raise ConfigError(f"{where}: unknown policy {value!r} for {algo} (known: {known})")
-
-
-def _conforms(value: Any, hint: Any) -> bool | None:
-    """Whether ``value`` fits the annotation ``hint``: True, False, or None where this check cannot tell."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        verdicts = [_conforms(value, arg) for arg in typing.get_args(hint)]
-        if True in verdicts:
-            return True
-        return False if all(v is False for v in verdicts) else None
-    if hint is Any:
-        return True
-    if hint is None or hint is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
-    base = origin or hint
-    if base is collections.abc.Callable:
-        return callable(value)
-    if base in (dict, collections.abc.Mapping):
-        return isinstance(value, Mapping)
-    if base is collections.abc.Sequence:
-        return isinstance(value, list | tuple)
-    if base is type:
-        return isinstance(value, type)
-    if isinstance(base, type):
-        return isinstance(value, base)
-    return None
-
-
-def _describe(hint: Any) -> str:
-    """``int``, ``float or a schedule``, ``a mapping or None``: an annotation in words."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(dict.fromkeys(_describe(arg) for arg in typing.get_args(hint)))
-    if hint is None or hint is type(None):
-        return "None"
-    base = origin or hint
-    if base is collections.abc.Callable:
-        return "a schedule"
-    if base in (dict, collections.abc.Mapping):
-        return "a mapping"
-    if base is collections.abc.Sequence:
-        return "a list"
-    if base is type:
-        return "a class"
-    if base is bool:
-        return "true or false"
-    if base is str:
-        return "text"
-    name = getattr(base, "__name__", str(base))
-    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
-
-
-def _yaml_hint(value: Any, hint: Any) -> str:
-    """A reminder that YAML 1.1 reads ``1e-3`` (no dot) as text, when that is what happened."""
-    if not isinstance(value, str):
-        return ""
-    try:
-        number = float(value)
-    except ValueError:
-        return ""
-    if not math.isfinite(number):
-        return ""
-    written = int(number) if number.is_integer() and _conforms(int(number), hint) else number
-    return f" (YAML reads {value} as text: write {written!r})"
+    raise Invalid(f"unknown policy {value!r} for {algo} (known: {known})")
 
 
 def require_policy(hyperparams: Mapping[str, Any], algo: str, algo_class: type, where: str) -> None:
@@ -220,9 +144,9 @@ def load_hyperparams(
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        table = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        table = read_yaml(path) or {}
+    except Invalid as problem:
+        raise ConfigError(f"config file {path} is not valid YAML: {problem}") from None
     if not isinstance(table, dict):
         raise ConfigError(f"config file {path} must map environment ids to hyper-parameters")
     if env_id not in table:

@@ -1,9 +1,10 @@
 """A sweep file (``sweeps/<algo>.yml``): search space, objective, trial budget, sampler and pruner.
 
-The file is data, checked once when read: every searched name must be a hyper-parameter of the algorithm,
-every range non-empty, and the sampler and pruner are classes of :mod:`optuna.samplers` and
-:mod:`optuna.pruners` named as Optuna spells them, with their keyword arguments. A problem is a
-:class:`SweepError` whose one-line message names the file.
+The file is data, read once into its typed model (:class:`SweepFile` and its ``run`` and ``objective``
+tables, read by :func:`~sb3_nas.experiment.validation.read_model`) and checked: every searched name must be a
+hyper-parameter of the algorithm, every range non-empty, and the sampler and pruner are classes of
+:mod:`optuna.samplers` and :mod:`optuna.pruners` named as Optuna spells them, with their keyword arguments.
+A problem is a :class:`SweepError` whose one-line message names the file.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.envs import CHAIN_ENV_ID
@@ -26,22 +27,18 @@ from sb3_nas.experiment import ALGOS, REDUCED_TIMESTEPS, accepted_keys, load_hyp
 from sb3_nas.experiment.config import space_env_id
 from sb3_nas.experiment.hyperparams import ZOO_KEYS
 from sb3_nas.experiment.registry import IMPORT_PATH, algo_class, is_import_path
+from sb3_nas.experiment.validation import (
+    Invalid,
+    converted,
+    entry,
+    read_model,
+    read_yaml,
+    section,
+    unknown_keys,
+)
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"  # shipped in the package; sweeps/ links to it
 DEFAULT_SWEEP = SWEEPS / "meta_a2c.yml"
-TOP_KEYS = {
-    "algo",
-    "conf_file",
-    "objective",
-    "run",
-    "search_space",
-    "n_trials",
-    "sampler",
-    "pruner",
-    "enqueue_paper_values",
-}
-RUN_KEYS = {"envs", "timesteps", "fidelity", "seed"}
-PARAM_KEYS = {"type", "low", "high", "log", "choices"}
 PARAM_TYPES = ("int", "float", "categorical")
 DEFAULT_SAMPLER = {"name": "TPESampler"}
 DEFAULT_PRUNER = {"name": "MedianPruner"}
@@ -85,6 +82,13 @@ class Param:
         return f"{self.type} [{self.low}, {self.high}]" + (" log" if self.log else "")
 
 
+OBJECTIVE_SETTINGS = "objective settings must be positive integers"
+
+
+def _positive(count: int) -> bool:
+    return count > 0
+
+
 @dataclass(frozen=True)
 class Objective:
     """What a trial is scored by, and how often that is reported to the pruner.
@@ -94,8 +98,8 @@ class Objective:
     :param reports_per_env: intermediate values per environment, at evenly spaced steps of its t_max
     """
 
-    last_episodes: int = 10
-    reports_per_env: int = 4
+    last_episodes: int = entry(10, accepts=_positive, message=OBJECTIVE_SETTINGS)
+    reports_per_env: int = entry(4, accepts=_positive, message=OBJECTIVE_SETTINGS)
 
 
 @dataclass(frozen=True)
@@ -180,73 +184,132 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class _Reader:
-    """Checks the parts of one file; every failure names the file."""
+# -- the file's model ------------------------------------------------------------------------------------
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+PARAM_KEYS = {f.name for f in dataclasses.fields(Param)} - {"name"}  # a search_space entry's keys
 
-    def fail(self, problem: str) -> SweepError:
-        return SweepError(f"sweep file {self.path}: {problem}")
 
-    def table(self, where: str, value: Any, allowed: set[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(f"{where} must be a mapping")
-        unknown = sorted(set(map(str, value)) - allowed)
-        if unknown:
-            known = ", ".join(sorted(allowed))
-            raise self.fail(f"unknown key(s) in {where}: {', '.join(unknown)} (known: {known})")
-        return value
+def _dataset_names(envs: Any, _run: Mapping[str, Any]) -> tuple[str, ...]:
+    if not isinstance(envs, list) or not envs or not all(isinstance(env, str) for env in envs):
+        raise Invalid(f"run.envs must be a list of dataset names, got {envs!r}")
+    return tuple(envs)
 
-    def bound(self, name: str, key: str, value: Any, integer: bool) -> float:
-        numeric = _is_int(value) or (not integer and isinstance(value, float) and math.isfinite(value))
-        if not numeric:
-            raise self.fail(f"parameter {name}: {key} must be {'an integer' if integer else 'a number'}")
-        return value
 
-    def param(self, name: str, value: Any) -> Param:
-        spec = self.table(f"parameter {name}", value, PARAM_KEYS)
-        kind = spec.get("type")
-        if kind not in PARAM_TYPES:
-            raise self.fail(f"parameter {name}: type must be one of {', '.join(PARAM_TYPES)}, got {kind!r}")
-        if kind == "categorical":
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not choices:
-                raise self.fail(f"parameter {name}: empty range (choices must be a non-empty list)")
-            return Param(name, kind, choices=tuple(choices))
-        if "low" not in spec or "high" not in spec:
-            raise self.fail(f"parameter {name}: empty range (it needs both low and high)")
-        low = self.bound(name, "low", spec["low"], kind == "int")
-        high = self.bound(name, "high", spec["high"], kind == "int")
-        if low >= high:
-            raise self.fail(f"parameter {name}: empty or inverted range (low {low} is not below high {high})")
-        log = spec.get("log", False)
-        if not isinstance(log, bool):
-            raise self.fail(f"parameter {name}: log must be true or false")
-        if log and low <= 0:
-            raise self.fail(f"parameter {name}: a log range must be positive (low {low})")
-        if kind == "float":
-            low, high = float(low), float(high)
-        return Param(name, kind, low, high, log)
+def _budgets(timesteps: Any, run: Mapping[str, Any]) -> tuple[int, ...]:
+    """One positive count for every environment of ``run``, or one count each."""
+    counts = timesteps if isinstance(timesteps, list) else [timesteps]
+    n_envs = len(run["envs"])
+    if not all(_is_int(t) and t > 0 for t in counts) or len(counts) not in (1, n_envs):
+        raise Invalid(f"run.timesteps needs one positive count per environment ({n_envs})")
+    return tuple(counts * n_envs if len(counts) == 1 else counts)
 
-    def optuna_part(self, kind: str, value: Any, module: Any, base: type) -> dict[str, Any]:
-        """A ``{name: <Optuna class>, **kwargs}`` table, checked by building it once."""
-        if not isinstance(value, dict):
-            raise self.fail(f"{kind} must be a mapping with a name")
+
+@dataclass(frozen=True)
+class RunTable:
+    """A sweep file's ``run`` table: the environments of every trial in order, their budgets (t_max), the
+    fidelity (``None``: the default, or none on a tabular benchmark) and the seed."""
+
+    envs: tuple[str, ...] = entry(list(TRAIN_TASKS), read=_dataset_names)
+    timesteps: tuple[int, ...] = entry(list(REDUCED_TIMESTEPS), read=_budgets)
+    fidelity: str | None = entry(None, read=converted(lambda name: None if name is None else str(name)))
+    seed: int = entry(0, message="run.seed must be an integer, got {value!r}")
+
+
+def _algo(algo: Any, _file: Mapping[str, Any]) -> str:
+    if not isinstance(algo, str) or (algo not in ALGOS and not is_import_path(algo)):
+        raise Invalid(f"unknown algo {algo!r} (known: {', '.join(ALGOS)}, or {IMPORT_PATH})")
+    try:
+        algo_class(algo)
+    except InputError as error:
+        raise Invalid(str(error)) from None
+    return algo
+
+
+def _search_space(space: Any, file: Mapping[str, Any]) -> tuple[Param, ...]:
+    """The searched parameters: hyper-parameters of the file's algorithm, each a range or choices."""
+    if not isinstance(space, dict) or not space:
+        raise Invalid("search_space must map at least one hyper-parameter to its range")
+    unknown = unknown_keys(space, accepted_keys(algo_class(file["algo"])) - ZOO_KEYS)
+    if unknown:
+        raise Invalid(f"unknown parameter(s) for {file['algo']}: {', '.join(unknown)}")
+    return tuple(_param(str(name), table) for name, table in space.items())
+
+
+def _param(name: str, table: Any) -> Param:
+    where = f"parameter {name}"
+    spec = section(table, where, PARAM_KEYS)
+    kind = spec.get("type")
+    if kind not in PARAM_TYPES:
+        raise Invalid(f"{where}: type must be one of {', '.join(PARAM_TYPES)}, got {kind!r}")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise Invalid(f"{where}: empty range (choices must be a non-empty list)")
+        return Param(name, kind, choices=tuple(choices))
+    if "low" not in spec or "high" not in spec:
+        raise Invalid(f"{where}: empty range (it needs both low and high)")
+    low = _bound(where, "low", spec["low"], kind == "int")
+    high = _bound(where, "high", spec["high"], kind == "int")
+    if low >= high:
+        raise Invalid(f"{where}: empty or inverted range (low {low} is not below high {high})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise Invalid(f"{where}: log must be true or false")
+    if log and low <= 0:
+        raise Invalid(f"{where}: a log range must be positive (low {low})")
+    if kind == "float":
+        low, high = float(low), float(high)
+    return Param(name, kind, low, high, log)
+
+
+def _bound(where: str, key: str, value: Any, integer: bool) -> float:
+    numeric = _is_int(value) or (not integer and isinstance(value, float) and math.isfinite(value))
+    if not numeric:
+        raise Invalid(f"{where}: {key} must be {'an integer' if integer else 'a number'}")
+    return value
+
+
+def _optuna_part(kind: str, module: Any, base: type) -> Any:
+    """The ``read`` of a ``{name: <Optuna class>, **kwargs}`` table, which checks it by building it once."""
+
+    def read(table: Any, _file: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise Invalid(f"{kind} must be a mapping with a name")
         known = sorted(name for name in module.__all__ if _concrete(getattr(module, name), base))
-        if value.get("name") not in known:
-            raise self.fail(f"unknown {kind} {value.get('name')!r} (known: {', '.join(known)})")
+        if table.get("name") not in known:
+            raise Invalid(f"unknown {kind} {table.get('name')!r} (known: {', '.join(known)})")
         try:
-            build(value, module)
+            build(table, module)
         except (TypeError, ValueError) as error:
-            raise self.fail(f"{kind} {value['name']}: {str(error).splitlines()[0]}") from None
-        return dict(value)
+            raise Invalid(f"{kind} {table['name']}: {str(error).splitlines()[0]}") from None
+        return dict(table)
+
+    return read
 
 
 def _concrete(obj: Any, base: type) -> bool:
     return inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not inspect.isabstract(obj)
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    """A sweep file's top level, its keys in the order they are checked (``conf_file`` relative to it)."""
+
+    algo: str = entry(None, read=_algo)
+    conf_file: str | None = entry(None, message="conf_file must be a path, got {value!r}")
+    run: RunTable = entry(None)
+    objective: Objective = entry(None)
+    search_space: tuple[Param, ...] = entry(None, read=_search_space)
+    n_trials: int = entry(
+        DEFAULT_N_TRIALS, accepts=_positive, message="n_trials must be a positive integer, got {value!r}"
+    )
+    enqueue_paper_values: bool = entry(False, message="enqueue_paper_values must be true or false")
+    sampler: dict[str, Any] = entry(
+        DEFAULT_SAMPLER, read=_optuna_part("sampler", optuna.samplers, optuna.samplers.BaseSampler)
+    )
+    pruner: dict[str, Any] = entry(
+        DEFAULT_PRUNER, read=_optuna_part("pruner", optuna.pruners, optuna.pruners.BasePruner)
+    )
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -254,85 +317,45 @@ def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"sweep file {path} does not exist")
-    reader = _Reader(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise reader.fail(f"not valid YAML: {str(error).splitlines()[0]}") from None
-    top = reader.table("the file", raw, TOP_KEYS)
-    algo = top.get("algo")
-    if not isinstance(algo, str) or (algo not in ALGOS and not is_import_path(algo)):
-        raise reader.fail(f"unknown algo {algo!r} (known: {', '.join(ALGOS)}, or {IMPORT_PATH})")
+        table = read_yaml(path)
+    except Invalid as problem:
+        raise SweepError(f"sweep file {path}: not valid YAML: {problem}") from None
     try:
-        algo_class(algo)
-    except InputError as error:
-        raise reader.fail(str(error)) from None
-    conf_file = top.get("conf_file")
-    if conf_file is not None:
-        if not isinstance(conf_file, str):
-            raise reader.fail(f"conf_file must be a path, got {conf_file!r}")
-        conf_file = str(path.parent / conf_file)  # relative to the sweep file
-
-    run = reader.table("run", top.get("run"), RUN_KEYS)
-    envs = run.get("envs", list(TRAIN_TASKS))
-    if not isinstance(envs, list) or not envs or not all(isinstance(e, str) for e in envs):
-        raise reader.fail(f"run.envs must be a list of dataset names, got {envs!r}")
-    timesteps = run.get("timesteps", list(REDUCED_TIMESTEPS))
-    timesteps = timesteps if isinstance(timesteps, list) else [timesteps]
-    if not all(_is_int(t) and t > 0 for t in timesteps) or len(timesteps) not in (1, len(envs)):
-        raise reader.fail(f"run.timesteps needs one positive count per environment ({len(envs)})")
-    seed = run.get("seed", 0)
-    if not _is_int(seed):
-        raise reader.fail(f"run.seed must be an integer, got {seed!r}")
-
-    objective_table = reader.table(
-        "objective", top.get("objective"), {f.name for f in dataclasses.fields(Objective)}
-    )
-    if not all(_is_int(v) and v > 0 for v in objective_table.values()):
-        raise reader.fail("objective settings must be positive integers")
-
-    space = top.get("search_space")
-    if not isinstance(space, dict) or not space:
-        raise reader.fail("search_space must map at least one hyper-parameter to its range")
-    unknown = sorted(set(map(str, space)) - (accepted_keys(algo_class(algo)) - ZOO_KEYS))
-    if unknown:
-        raise reader.fail(f"unknown parameter(s) for {algo}: {', '.join(unknown)}")
-    params = tuple(reader.param(str(name), value) for name, value in space.items())
-
-    n_trials = top.get("n_trials", DEFAULT_N_TRIALS)
-    if not _is_int(n_trials) or n_trials < 1:
-        raise reader.fail(f"n_trials must be a positive integer, got {n_trials!r}")
-    enqueue = top.get("enqueue_paper_values", False)
-    if not isinstance(enqueue, bool):
-        raise reader.fail("enqueue_paper_values must be true or false")
-    own = conf_file is None and is_import_path(algo)  # a user's class: no shipped values to enqueue
-    env_id = space_env_id(envs) if conf_file else CHAIN_ENV_ID  # the shipped files: one value for every space
-    zoo = {} if own else load_hyperparams(algo, env_id, algo_class(algo), conf_file)
-    paper_values = {p.name: zoo[p.name] for p in params if p.name in zoo}
-    for p in params if enqueue else ():
-        if p.name not in paper_values:
-            raise reader.fail(f"enqueue_paper_values: zoo_configs/{algo}.yml has no value of {p.name}")
-        if not p.contains(paper_values[p.name]):
-            raise reader.fail(f"the paper's {p.name} {paper_values[p.name]} lies outside {p.describe()}")
-
+        file = read_model(SweepFile, table, "the file")
+        conf_file = None if file.conf_file is None else str(path.parent / file.conf_file)
+        paper_values = _paper_values(file, conf_file)
+    except Invalid as problem:
+        raise SweepError(f"sweep file {path}: {problem}") from None
     sweep = Sweep(
         path=path,
         conf_file=conf_file,
-        algo=algo,
-        envs=tuple(envs),
-        timesteps=tuple(timesteps * len(envs) if len(timesteps) == 1 else timesteps),
-        fidelity=None if run.get("fidelity") is None else str(run["fidelity"]),
-        seed=seed,
-        objective=Objective(**objective_table),
-        params=params,
-        n_trials=n_trials,
-        sampler=reader.optuna_part(
-            "sampler", top.get("sampler", DEFAULT_SAMPLER), optuna.samplers, optuna.samplers.BaseSampler
-        ),
-        pruner=reader.optuna_part(
-            "pruner", top.get("pruner", DEFAULT_PRUNER), optuna.pruners, optuna.pruners.BasePruner
-        ),
-        enqueue_paper_values=enqueue,
+        algo=file.algo,
+        envs=file.run.envs,
+        timesteps=file.run.timesteps,
+        fidelity=file.run.fidelity,
+        seed=file.run.seed,
+        objective=file.objective,
+        params=file.search_space,
+        n_trials=file.n_trials,
+        sampler=file.sampler,
+        pruner=file.pruner,
+        enqueue_paper_values=file.enqueue_paper_values,
         paper_values=paper_values,
     )
     return sweep.replace()  # checks that the file's own budget fits its rollout lengths
+
+
+def _paper_values(file: SweepFile, conf_file: str | None) -> dict[str, Any]:
+    """The zoo config's value of each searched parameter that has one; with ``enqueue_paper_values``, every
+    searched parameter must have one, within its range."""
+    own = conf_file is None and is_import_path(file.algo)  # a user's class: no shipped values to enqueue
+    env_id = space_env_id(file.run.envs) if conf_file else CHAIN_ENV_ID  # shipped: one value for every space
+    zoo = {} if own else load_hyperparams(file.algo, env_id, algo_class(file.algo), conf_file)
+    paper_values = {p.name: zoo[p.name] for p in file.search_space if p.name in zoo}
+    for p in file.search_space if file.enqueue_paper_values else ():
+        if p.name not in paper_values:
+            raise Invalid(f"enqueue_paper_values: zoo_configs/{file.algo}.yml has no value of {p.name}")
+        if not p.contains(paper_values[p.name]):
+            raise Invalid(f"the paper's {p.name} {paper_values[p.name]} lies outside {p.describe()}")
+    return paper_values
