@@ -73,11 +73,17 @@ def test_shipped_sweep_files_search_ranges_that_hold_the_papers_values():
     meta = load_sweep(META_A2C)
     assert {p.name for p in meta.params} == {"n_steps", "ent_coef", "learning_rate"}
     assert meta.paper_values == {"n_steps": 5, "ent_coef": 0.01, "learning_rate": 1e-3}
-    for path in (META_A2C, SWEEPS / "dqn.yml"):
+    for path in sorted(SWEEPS.glob("*.yml")):  # every shipped sweep file loads
         spec = load_sweep(path)
         assert spec.enqueue_paper_values and spec.n_trials > 1
         assert all(p.contains(spec.paper_values[p.name]) for p in spec.params)
         assert spec.sampler["name"] == "TPESampler" and spec.pruner["name"] == "MedianPruner"
+    # a value the zoo file leaves out is the algorithm's default: sb3-contrib ARS's learning rate and noise
+    assert load_sweep(SWEEPS / "ars.yml").paper_values == {
+        "n_delta": 2,
+        "learning_rate": 0.02,
+        "delta_std": 0.05,
+    }
 
 
 def test_the_study_holds_every_trial_with_its_run_and_the_papers_values_first(study_dir):

@@ -348,11 +348,17 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def _paper_values(file: SweepFile, conf_file: str | None) -> dict[str, Any]:
     """The zoo config's value of each searched parameter that has one; with ``enqueue_paper_values``, every
-    searched parameter must have one, within its range."""
+    searched parameter must have one (the zoo's, else the algorithm's default), within its range."""
     own = conf_file is None and is_import_path(file.algo)  # a user's class: no shipped values to enqueue
     env_id = space_env_id(file.run.envs) if conf_file else CHAIN_ENV_ID  # shipped: one value for every space
     zoo = {} if own else load_hyperparams(file.algo, env_id, algo_class(file.algo), conf_file)
     paper_values = {p.name: zoo[p.name] for p in file.search_space if p.name in zoo}
+    if file.enqueue_paper_values and not own:  # a value the zoo file leaves out is the constructor's default
+        defaults = inspect.signature(algo_class(file.algo)).parameters
+        for p in file.search_space:
+            default = defaults[p.name].default if p.name in defaults else inspect.Parameter.empty
+            if p.name not in paper_values and default is not inspect.Parameter.empty:
+                paper_values[p.name] = default
     for p in file.search_space if file.enqueue_paper_values else ():
         if p.name not in paper_values:
             raise Invalid(f"enqueue_paper_values: zoo_configs/{file.algo}.yml has no value of {p.name}")
