@@ -18,7 +18,6 @@ from sqlalchemy.schema import CreateTable
 
 from sb3_nas import estimation
 from sb3_nas.estimation import get_fidelity
-from sb3_nas.estimation import memo as memo_module
 from sb3_nas.estimation.memo import (
     DEFAULT_MEMO_URL,
     UNRECORDED_PRECISION,
@@ -30,6 +29,7 @@ from sb3_nas.estimation.memo import (
     entry_key,
     masked_url,
 )
+from sb3_nas.estimation.memo import _schema as memo_schema
 
 # The memo table's columns since the first release: (name, type); "key" is the primary key, none is nullable.
 # Existing databases, SQLite and PostgreSQL, have exactly these: the table must not drift from them.
@@ -338,7 +338,7 @@ def test_the_table_keeps_its_column_types(memo_path):
     assert [(c["name"], str(c["type"])) for c in columns] == MEMO_COLUMN_TYPES
     assert not any(c["nullable"] for c in columns)
     assert sa.inspect(memo._engine).get_pk_constraint("reward_memo")["constrained_columns"] == ["key"]
-    ddl = str(CreateTable(memo_module._table).compile(dialect=postgresql.dialect()))
+    ddl = str(CreateTable(memo_schema.table).compile(dialect=postgresql.dialect()))
     for name, column_type in FIRST_MEMO_COLUMN_TYPES:
         assert f"\t{name} {column_type} NOT NULL" in ddl
     for name, column_type, default in ADDED_MEMO_COLUMNS:
@@ -365,6 +365,28 @@ def test_a_memo_database_from_before_still_opens(memo_path):
     memo.put(new)
     stored = {entry.key: entry for entry in RewardMemo(memo_path).entries()}
     assert stored == {"old": old, "new": new}
+
+
+def test_a_memo_records_its_schema_version_once(memo_path, tmp_path):
+    """A new memo and a migrated old one are both recorded at the last migration's version; opening a memo
+    at that version alters nothing."""
+    versions = sa.select(memo_schema.version_table.c.version)
+    memo = RewardMemo(memo_path)
+    with memo._engine.connect() as conn:
+        assert conn.execute(versions).scalars().all() == [memo_schema.SCHEMA_VERSION]
+    old_path = tmp_path / "old.sqlite"
+    with sqlite3.connect(old_path) as conn:
+        conn.execute(LEGACY_SQLITE_DDL)
+    conn.close()
+    old = RewardMemo(old_path)
+    with old._engine.connect() as conn:
+        assert conn.execute(versions).scalars().all() == [memo_schema.SCHEMA_VERSION]
+    statements: list[str] = []
+    engine = sa.create_engine(f"sqlite:///{old_path}")
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert memo_schema.migrate(engine) == []
+    engine.dispose()
+    assert not any(s.lstrip().upper().startswith(("ALTER", "CREATE", "INSERT")) for s in statements)
 
 
 def test_csv_without_created_at_imports_with_now(tmp_path):

@@ -31,6 +31,7 @@ from sb3_nas.estimation import (
 )
 from sb3_nas.estimation import estimator as estimator_module
 from sb3_nas.estimation.memo import MEMO_COLUMNS, PRECISIONS, UNRECORDED_PRECISION
+from sb3_nas.estimation.memo import _schema as memo_schema
 
 CHAIN3 = [(1, 1, 3, 0, 0), (2, 2, 2, 1, 0), (3, 1, 1, 2, 0)]
 CHAIN3_NETWORK = "1k3<0|2k2<1|1k1<2"
@@ -332,7 +333,7 @@ def test_an_old_sqlite_memo_gains_the_columns_and_its_entries_answer_only_the_op
     memo = RewardMemo(path)
     assert memo.get(old.key) == old  # precision "unrecorded", fidelity_digest ""
     assert [c["name"] for c in sa.inspect(memo._engine).get_columns("reward_memo")] == list(MEMO_COLUMNS)
-    RewardMemo._add_column(memo._engine, "precision")  # a second process migrating at once: no error
+    memo_schema.add_column(memo._engine, "precision")  # a second process migrating at once: no error
     assert RewardMemo(path).get(old.key) == old  # opens again, already migrated
 
     default = PerformanceEstimator(small_digits, tiny_fidelity, RewardMemo(path))

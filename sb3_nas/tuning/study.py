@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from sb3_nas.estimation import database_url, masked_url
+from sb3_nas.estimation.database import engine_kwargs, error_line, sqlite_file
 from sb3_nas.tuning.spec import Sweep, SweepError, build
 
 DEFAULT_STORAGE = "sqlite:///results/optuna.sqlite"
@@ -29,8 +30,6 @@ BUDGETED = (*FINISHED, TrialState.RUNNING)  # what counts against the budget (no
 OBJECTIVE_NAME = "mean best reward of the last episodes"  # the dashboard's name of the value
 SWEEP_ATTR = "sweep"  # the study's user attribute holding Sweep.identity()
 PAPER_ATTR = "paper_values"  # the trial's user attribute marking the enqueued paper's values
-SQLITE_TIMEOUT_S = 60  # workers on one machine wait for each other's writes instead of failing
-CONNECT_TIMEOUT_S = 10  # an unreachable server fails the command quickly
 CREATE_ATTEMPTS = 5
 
 
@@ -40,28 +39,26 @@ def is_server_url(url: str) -> bool:
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage at ``url``, its tables created if absent (raises :class:`SweepError`)."""
+    """Optuna's RDB storage at ``url``, its tables created if absent (raises :class:`SweepError`).
+
+    Its engine has the settings of the reward memo's (:func:`sb3_nas.estimation.database.engine_kwargs`):
+    SQLite writers wait for each other, an unreachable server fails quickly.
+    """
     url = database_url(url)
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise SweepError(f"study storage {url}: not a database URL") from None
     shown = masked_url(url)
-    engine_kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
-        if parsed.database not in (None, "", ":memory:"):
-            try:
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise SweepError(
-                    f"study storage {shown}: cannot create its folder ({error.strerror})"
-                ) from None
-    elif parsed.get_backend_name() == "postgresql":
-        engine_kwargs.update(connect_args={"connect_timeout": CONNECT_TIMEOUT_S}, pool_pre_ping=True)
+    path = sqlite_file(parsed)
+    if path is not None:
+        try:
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SweepError(f"study storage {shown}: cannot create its folder ({error.strerror})") from None
     for attempt in range(1, CREATE_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(parsed))
         except (IntegrityError, ProgrammingError) as error:
             if attempt == CREATE_ATTEMPTS:
                 raise _cannot_open(shown, error) from None
@@ -73,11 +70,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
 
 def _cannot_open(shown: str, error: BaseException) -> SweepError:
-    cause = getattr(error, "orig", None) or error.__cause__ or error
-    lines = str(cause).strip().splitlines()
-    return SweepError(
-        f"study storage {shown}: cannot open ({type(cause).__name__}: {lines[0] if lines else ''})"
-    )
+    return SweepError(f"study storage {shown}: cannot open ({error_line(error)})")
 
 
 def _identity_json(sweep: Sweep) -> Any:
