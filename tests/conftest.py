@@ -45,7 +45,7 @@ def postgres_database():
             f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql://USER:PASSWORD@HOST:PORT/DB for a role "
             "that may create databases (.ci/run installs and starts one), with psycopg installed"
         )
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # a test may restart it
     name = f"sb3_nas_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -25,9 +25,12 @@ from sb3_nas.estimation.memo._schema import (
     table,
 )
 from sb3_nas.estimation.memo._urls import database_url, default_memo_url, masked_url
+from sb3_nas.estimation.retry import Retry
 
 if TYPE_CHECKING:
     import pandas as pd
+
+T = TypeVar("T")
 
 _IMPORT_CHUNK = 500  # rows per transaction in import_csv, so other writers are not locked out for long
 
@@ -38,6 +41,11 @@ def _ancestors(path: str) -> list[str]:
     while (parent := os.path.dirname(result[-1])) != result[-1]:
         result.append(parent)
     return result
+
+
+def _insert_all(entries: Sequence[MemoEntry], conn: Connection) -> int:
+    """Insert the entries whose keys are not stored yet; returns how many were new."""
+    return sum(insert_if_absent(conn, table, dataclasses.asdict(entry)) for entry in entries)
 
 
 class RewardMemo:
@@ -105,7 +113,7 @@ class RewardMemo:
         except (SQLAlchemyError, ImportError, ValueError) as err:
             raise self._fail(f"no usable database driver ({error_line(err)})") from None
         try:
-            missing = migrate(engine)
+            missing = Retry().call(lambda: migrate(engine), "open the database")
         except (SQLAlchemyError, OSError, sqlite3.Error) as err:
             engine.dispose()
             raise self._fail(f"cannot open the database ({error_line(err)})") from None
@@ -125,12 +133,18 @@ class RewardMemo:
         assert self._engine is not None
         return self._engine
 
-    @contextmanager
-    def _transaction(self, action: str) -> Iterator[Connection]:
-        """One committed transaction; database errors become a MemoError naming the action."""
-        try:
+    def _run(self, action: str, work: Callable[[Connection], T]) -> T:
+        """``work`` in one committed transaction, the whole transaction retried on a transient database error
+        (a lost connection, a server restarting, a lock past its timeout: :class:`Retry`, within the
+        ``--memo-retry`` budget); any other database error, or the last one, becomes a MemoError naming the
+        action. Every write is an insert that keeps a key's first entry, so a retried one never doubles."""
+
+        def once() -> T:
             with self._get_engine().begin() as conn:
-                yield conn
+                return work(conn)
+
+        try:
+            return Retry().call(once, action)
         except (SQLAlchemyError, sqlite3.Error) as err:
             raise self._fail(f"cannot {action} ({error_line(err)})") from None
 
@@ -140,8 +154,7 @@ class RewardMemo:
         """Cache first, then the database (another process may have written the key since)."""
         entry = self._cache.get(key)
         if entry is None:
-            with self._transaction("read") as conn:
-                row = conn.execute(SELECT_BY_KEY, {"k": key}).first()
+            row = self._run("read", lambda conn: conn.execute(SELECT_BY_KEY, {"k": key}).first())
             if row is not None:
                 entry = self._cache[key] = entry_from_row(row)
         return entry
@@ -156,8 +169,8 @@ class RewardMemo:
         cached_at = next((i for i, key in enumerate(keys) if key in self._cache), len(keys))
         entry = self._cache[keys[cached_at]] if cached_at < len(keys) else None
         if cached_at > 0:
-            with self._transaction("read") as conn:
-                rows = conn.execute(sa.select(table).where(table.c.key.in_(keys[:cached_at]))).all()
+            query = sa.select(table).where(table.c.key.in_(keys[:cached_at]))
+            rows = self._run("read", lambda conn: conn.execute(query).all())
             found = {row._mapping["key"]: entry_from_row(row) for row in rows}
             self._cache.update(found)
             entry = next((found[key] for key in keys[:cached_at] if key in found), entry)
@@ -184,13 +197,13 @@ class RewardMemo:
         return isinstance(key, str) and self._lookup(key) is not None
 
     def __len__(self) -> int:
-        with self._transaction("count entries") as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+        query = sa.select(sa.func.count()).select_from(table)
+        return int(self._run("count entries", lambda conn: conn.execute(query).scalar_one()))
 
     def entries(self) -> list[MemoEntry]:
         """All stored entries, oldest first."""
-        with self._transaction("read entries") as conn:
-            rows = conn.execute(sa.select(table).order_by(table.c.created_at, table.c.key)).all()
+        query = sa.select(table).order_by(table.c.created_at, table.c.key)
+        rows = self._run("read entries", lambda conn: conn.execute(query).all())
         result = [entry_from_row(row) for row in rows]
         self._cache.update((entry.key, entry) for entry in result)
         return result
@@ -214,12 +227,13 @@ class RewardMemo:
         stored = self._cache.get(entry.key)
         if stored is not None:
             return stored
-        with self._transaction("write") as conn:
-            inserted = insert_if_absent(conn, table, dataclasses.asdict(entry))
-            if inserted:
-                stored = entry
-            else:
-                stored = entry_from_row(conn.execute(SELECT_BY_KEY, {"k": entry.key}).one())
+
+        def write(conn: Connection) -> tuple[bool, MemoEntry]:
+            if insert_if_absent(conn, table, dataclasses.asdict(entry)):
+                return True, entry
+            return False, entry_from_row(conn.execute(SELECT_BY_KEY, {"k": entry.key}).one())
+
+        inserted, stored = self._run("write", write)
         self._writes += int(inserted)
         self._cache[entry.key] = stored
         return stored
@@ -260,9 +274,8 @@ class RewardMemo:
         # importing the file again completes it)
         added = 0
         for start in range(0, len(entries), _IMPORT_CHUNK):
-            with self._transaction("import") as conn:
-                chunk = entries[start : start + _IMPORT_CHUNK]
-                added += sum(insert_if_absent(conn, table, dataclasses.asdict(e)) for e in chunk)
+            chunk = entries[start : start + _IMPORT_CHUNK]
+            added += self._run("import", functools.partial(_insert_all, chunk))
         return added
 
     # -- lifecycle ----------------------------------------------------------------------------------
