@@ -313,6 +313,8 @@ def test_what_the_ray_executor_refuses_is_one_line(cluster, tmp_path, capsys, mo
         (["--executor", "ray", "--ray-address", cluster, "--gpus-per-run", "3"],
          "no node of the Ray cluster has 1 CPUs and 3 GPUs for a task: lower --cpus-per-run or "
          "--gpus-per-run"),
+        (["--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}"],
+         "cannot connect (Connection refused); start its head with ray start --head"),
         (["--executor", "ray", "--n-jobs", "2"], "--n-jobs is the local executor's"),
         (["--ray-address", cluster, "--cpus-per-run", "2"],
          "--ray-address, --cpus-per-run go with --executor ray"),

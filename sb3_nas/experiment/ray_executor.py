@@ -17,17 +17,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from sb3_nas.errors import UsageError
 from sb3_nas.estimation import AUTO, masked_url
 from sb3_nas.experiment.comparison import OnDone, PlannedRun, execute_run, on_device
 
 INSTALL = "pip install 'sb3_nas[ray]'"
+CONNECT_TIMEOUT_S = 10  # a head that does not answer fails the command quickly
 CAPACITY_POLL_S = 5.0  # how often the driver looks for room on the cluster (nodes that joined) between ends
 CHECK_FILE = ".sb3-nas-ray-check-"  # the marker each node looks for in a folder that must be shared
 
@@ -57,6 +61,7 @@ def ray_session(address: str | None) -> Iterator[Cluster]:
     if ray.is_initialized():
         yield Cluster(ray)
         return
+    _check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -67,6 +72,20 @@ def ray_session(address: str | None) -> Iterator[Cluster]:
         yield Cluster(ray)
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """A head given as ``HOST:PORT`` answers on that port, checked in seconds (Ray itself waits minutes)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or not port.isdigit() or "/" in host:
+        return  # Ray's own rule, "auto", "local" or a ray:// client address: left to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UsageError(
+            f"Ray cluster at {address}: cannot connect ({error.strerror or error}); start its head with "
+            f"ray start --head --port={port}"
+        ) from None
 
 
 def task_device(device: str) -> str:
@@ -89,8 +108,6 @@ def _in_task(cwd: str, threads: int, function: Callable[..., Any], args: tuple) 
     """A task's body: in the driver's working directory with its CPUs as torch threads, ``function(*args)``
     and where it ran. Its stdout (SB3's tables of runs without a progress bar) is dropped: the driver says
     how each task ended."""
-    import torch
-
     os.chdir(cwd)
     torch.set_num_threads(threads)  # the CPUs Ray reserved for it, not the node's: others run beside it
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
