@@ -66,7 +66,7 @@ def compare(out: Path, algos: Sequence[str], seeds: Sequence[int], envs: Sequenc
     """A comparison through the experiment layer, as ``python -m sb3_nas.compare`` runs it."""
     plan = plan_comparison(out, algos, seeds, envs=envs, timesteps=timesteps)
     say(f"{out}: {sum(p.action != 'reuse' for p in plan)} of {len(plan)} runs to do")
-    done = lambda p, seconds: say(f"  {p.algo} {p.seed}: {seconds:.0f} s")  # noqa: E731
+    done = lambda p, seconds, _where: say(f"  {p.algo} {p.seed}: {seconds:.0f} s")  # noqa: E731
     execute_plan(plan, n_jobs=n_jobs, progress=False, on_done=done)
     return plan
 

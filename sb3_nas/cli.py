@@ -25,8 +25,10 @@ from sb3_nas.errors import InputError, UsageError
 from sb3_nas.estimation import ANY_PRECISION, AUTO, DEFAULT_FIDELITY, FIDELITIES, KNOWN_PRECISIONS
 from sb3_nas.estimation.retry import DEFAULT_RETRY_S, MEMO_RETRY_ENV
 from sb3_nas.experiment import PAPER, best_per_env
+from sb3_nas.experiment.ray_executor import Placement
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXECUTORS = ("local", "ray")
 RUNS_DIR = Path("results") / "runs"
 COMMANDS = {  # sb3-nas COMMAND → the module whose main() runs it (also python -m sb3_nas.COMMAND)
     "train": "sb3_nas.train",
@@ -78,6 +80,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """An argparse type: a number of at least 0 (a fraction of a GPU, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def hyperparams_value(text: str) -> tuple[str, Any]:
     """An argparse type: ``key:value``, the value read as YAML (``learning_rate:0.0005``, ``gamma:0.9``)."""
     key, sep, raw = text.partition(":")
@@ -124,7 +137,22 @@ SHARED_OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "overwrite": (("--overwrite",), {"action": "store_true", "help": "replace a run already in --out"}),
     "tensorboard_log": (("-tb", "--tensorboard-log"), {"metavar": "DIR", "help": "log to TensorBoard too, in "
                                                        "DIR/<run folder name> (the tensorboard extra)"}),
+    "executor": (("--executor",), {"choices": EXECUTORS, "default": "local",
+                                   "help": "local: on this machine (default); ray: as tasks on a Ray cluster "
+                                           "(the ray extra)"}),
+    "ray_address": (("--ray-address",), {"metavar": "ADDR",
+                                         "help": "--executor ray: the cluster's head, HOST:PORT (default: "
+                                                 "Ray's own rule: $RAY_ADDRESS, else a cluster started on "
+                                                 "this machine, else a new local instance)"}),
+    "cpus_per_run": (("--cpus-per-run",), {"type": positive_int, "metavar": "C",
+                                           "help": "--executor ray: CPUs each task reserves, its torch "
+                                                   "threads (default 1)"}),
+    "gpus_per_run": (("--gpus-per-run",), {"type": non_negative_float, "metavar": "G",
+                                           "help": "--executor ray: GPUs each task reserves, a fraction to "
+                                                   "share one (default 0); --device auto is then the task's "
+                                                   "GPU"}),
 }  # fmt: skip
+RAY_OPTIONS = ("ray_address", "cpus_per_run", "gpus_per_run")  # what only --executor ray takes
 
 
 class MemoRetry(argparse.Action):
@@ -158,6 +186,17 @@ def add_shared(parser: argparse.ArgumentParser, *names: str, **changes: dict[str
         parser.add_argument(*flags, dest=name, **{**keywords, **changes.get(name, {})})
         if name == "memo":
             parser.add_argument(*MEMO_RETRY_OPTION[0], dest="memo_retry", **MEMO_RETRY_OPTION[1])
+
+
+def ray_placement(args: argparse.Namespace) -> Placement | None:
+    """What each Ray task reserves under ``--executor ray``; ``None`` for the local executor, which refuses
+    the Ray executor's options in one line."""
+    if args.executor == "local":
+        given = [f"--{name.replace('_', '-')}" for name in RAY_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --executor ray")
+        return None
+    return Placement(cpus=args.cpus_per_run or 1, gpus=args.gpus_per_run or 0.0)
 
 
 def default_out(name: str) -> Path:

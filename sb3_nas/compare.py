@@ -6,7 +6,8 @@ sample-efficiency curves (best accuracy so far against environment steps).
 
 Each run goes to DIR/<algo>/seed-<s>/. A run already there is reused when complete and resumed when not, so a
 comparison grows by running the command again with more seeds or algorithms; a folder holding a run of another
-configuration is refused.
+configuration is refused. With --executor ray each run is a task on a Ray cluster, writing its folder in DIR,
+which every node must see.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ from sb3_nas.cli import (
     add_shared,
     int_list,
     positive_int,
+    ray_placement,
     run_command,
     split_list,
 )
 from sb3_nas.data import TRAIN_TASKS
+from sb3_nas.errors import UsageError
 from sb3_nas.experiment import REDUCED_TIMESTEPS
 from sb3_nas.experiment.comparison import PlannedRun, execute_plan, plan_comparison, print_plan
+from sb3_nas.experiment.ray_executor import execute_plan_on_ray
 
 DEFAULT_ALGOS = ("meta_a2c", "dqn", "random")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -73,6 +77,10 @@ def build_parser() -> ArgumentParser:
         "no_progress",
         "tensorboard_log",
         "conf_file",
+        "executor",
+        "ray_address",
+        "cpus_per_run",
+        "gpus_per_run",
         envs={"default": list(TRAIN_TASKS)},
         timesteps={"default": list(REDUCED_TIMESTEPS)},
         out={
@@ -90,8 +98,9 @@ def build_parser() -> ArgumentParser:
         type=positive_int,
         default=1,
         metavar="N",
-        help="runs at once, each in its own process with its share of the CPU threads "
-        "(default 1: one after the other in this process)",
+        help="runs at once, each in its own process with its share of the CPU threads and, with --device "
+        "auto and several GPUs, its own GPU in turn (default 1: one after the other in this process); "
+        "under --executor ray the cluster's room decides",
     )
     parser.add_argument(
         "--last-episodes",
@@ -111,11 +120,16 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _done(planned: PlannedRun, seconds: float) -> None:
-    print(f"{planned.algo} seed {planned.seed}: {planned.action} done in {seconds:.1f} s ({planned.folder})")
+def _done(planned: PlannedRun, seconds: float, where: str) -> None:
+    on = f" on {where}" if where else ""
+    done = f"{planned.action} done in {seconds:.1f} s"
+    print(f"{planned.algo} seed {planned.seed}: {done} ({planned.folder}){on}")
 
 
 def execute(args: argparse.Namespace) -> int:
+    placement = ray_placement(args)
+    if placement is not None and args.n_jobs != 1:
+        raise UsageError("--n-jobs is the local executor's: under --executor ray the cluster's room decides")
     out = Path(args.out) if args.out else COMPARISONS_DIR / time.strftime("%Y%m%d-%H%M%S")
     plan = plan_comparison(
         out,
@@ -132,7 +146,11 @@ def execute(args: argparse.Namespace) -> int:
     )
     print_plan(plan, out)
     try:
-        execute_plan(plan, n_jobs=args.n_jobs, progress=not args.no_progress, on_done=_done)
+        if placement is None:
+            execute_plan(plan, n_jobs=args.n_jobs, progress=not args.no_progress, on_done=_done)
+        else:
+            board = [] if args.tensorboard_log is None else [Path(args.tensorboard_log)]
+            execute_plan_on_ray(plan, args.ray_address, placement, [out, *board], on_done=_done)
     except KeyboardInterrupt:
         print(
             f"interrupted; what was recorded is kept: run the same command again to continue ({out})",

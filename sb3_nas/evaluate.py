@@ -3,6 +3,8 @@
 The weights are fixed, the recurrent state is zeroed at the trial's start and actions are sampled; each
 environment is one trial of ``--timesteps`` steps. The fidelity, σ and space are those of the run that
 trained the model (its config.yml beside model.zip) unless given here. Writes a run folder as train does.
+With --executor ray the evaluation is one task on a Ray cluster (a node with the GPU it asks for), writing the
+run folder, which every node must see; the environments stay in order within it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sb3_nas.cli import ArgumentParser, add_shared, default_out, print_results, run_command
+from sb3_nas.cli import ArgumentParser, add_shared, default_out, print_results, ray_placement, run_command
 from sb3_nas.data import EVAL_TASKS
 from sb3_nas.estimation import DEFAULT_FIDELITY
 from sb3_nas.experiment import CONFIG_FILE, RunConfig, load_model, read_run_config, run
+from sb3_nas.experiment.ray_executor import ray_session, task_device
 from sb3_nas.space import N_CHAIN_ACTIONS
 
 DEFAULT_TIMESTEPS = [100]
@@ -26,7 +29,8 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m sb3_nas.evaluate", description=__doc__)
     parser.add_argument("--model", required=True, help="a MetaA2C model.zip written by sb3_nas.train")
     add_shared(parser, "envs", "timesteps", "fidelity", "memo", "device", "accept_precision", "seed", "out",
-               "no_progress", "overwrite", "tensorboard_log",
+               "no_progress", "overwrite", "tensorboard_log", "executor", "ray_address", "cpus_per_run",
+               "gpus_per_run",
                envs={"default": list(EVAL_TASKS)}, timesteps={"default": DEFAULT_TIMESTEPS},
                fidelity={"default": None, "help": "how networks are trained and scored (default: the "
                                                   "training run's)"},
@@ -70,7 +74,14 @@ def followed_settings(args: argparse.Namespace) -> tuple[dict[str, Any], list[st
     return settings, lines
 
 
+def ray_evaluation(config: RunConfig, out: Path, overwrite: bool, tensorboard_log: str | None) -> None:
+    """A Ray task: the whole evaluation, environment after environment, on the device Ray gave it."""
+    config = config.replace(device=task_device(config.device))
+    run(config, out, False, overwrite=overwrite, tensorboard_log=tensorboard_log)
+
+
 def execute(args: argparse.Namespace) -> int:
+    placement = ray_placement(args)
     settings, lines = followed_settings(args)
     config = RunConfig.create(
         algo="meta_a2c", envs=args.envs, timesteps=args.timesteps, memo=args.memo, seed=args.seed,
@@ -79,7 +90,15 @@ def execute(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     out = Path(args.out) if args.out else default_out("evaluate")
-    run(config, out, not args.no_progress, overwrite=args.overwrite, tensorboard_log=args.tensorboard_log)
+    if placement is None:
+        run(config, out, not args.no_progress, overwrite=args.overwrite, tensorboard_log=args.tensorboard_log)
+    else:
+        with ray_session(args.ray_address) as cluster:
+            board = [] if args.tensorboard_log is None else [Path(args.tensorboard_log)]
+            cluster.check(placement, [out, *board], {"--memo": config.memo})
+            call = (config, out, args.overwrite, args.tensorboard_log)
+            said = lambda _index, _result, where: print(f"evaluated on {where}")  # noqa: E731
+            cluster.run_tasks(ray_evaluation, [call], placement, said)
     print_results(f"frozen policy {args.model} on {', '.join(config.envs)} ({config.estimation}):", out)
     return 0
 

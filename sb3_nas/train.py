@@ -15,7 +15,7 @@ from pathlib import Path
 from sb3_nas.cli import EXIT_INTERRUPTED, ArgumentParser, add_shared, default_out, print_results, run_command
 from sb3_nas.data import TRAIN_TASKS
 from sb3_nas.errors import UsageError
-from sb3_nas.estimation import parse_precisions
+from sb3_nas.estimation import parse_precisions, worker_devices
 from sb3_nas.estimation.memo import MEMO_URL_ENV
 from sb3_nas.experiment import (
     ALGOS,
@@ -106,6 +106,9 @@ def execute(args: argparse.Namespace) -> int:
             hyperparams=dict(args.hyperparams), storage=args.storage,
         )  # fmt: skip
         out = Path(args.out) if args.out else default_out(config.algo)
+    devices = worker_devices(config.device, config.n_envs)
+    if len(set(devices)) > 1:
+        print(f"{config.n_envs} workers on {', '.join(devices)}")
     try:
         run(config, out, progress=not args.no_progress, overwrite=args.overwrite, resume=resume,
             checkpoint_every=args.checkpoint_every, tensorboard_log=args.tensorboard_log)  # fmt: skip

@@ -1,7 +1,14 @@
 """Performance estimation (§4.1.2, §5): fidelities, the early-stop trainer and the reward memo; and the
 look-up of tabular benchmarks (:mod:`sb3_nas.estimation.lookup`)."""
 
-from sb3_nas.estimation.device import AUTO, DeviceError, SpeedSettings, configure_threads, resolve_device
+from sb3_nas.estimation.device import (
+    AUTO,
+    DeviceError,
+    SpeedSettings,
+    configure_threads,
+    resolve_device,
+    worker_devices,
+)
 from sb3_nas.estimation.estimator import (
     ANY_PRECISION,
     Estimate,
@@ -102,6 +109,7 @@ __all__ = [
     "open_memo",
     "prepare_data",
     "resolve_device",
+    "worker_devices",
     "evaluate_network",
     "precision_of",
     "parse_precisions",

@@ -37,6 +37,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
+def worker_devices(device: str, count: int) -> list[str]:
+    """The devices of ``count`` concurrent workers asked to train on ``device``: with ``auto`` and several
+    visible GPUs, one GPU each in turn (worker ``i`` on ``cuda:{i % GPUs}``), so that they do not all queue on
+    the first; otherwise ``device`` for every one."""
+    gpus = torch.cuda.device_count() if device == AUTO and torch.cuda.is_available() else 0
+    if gpus < 2:
+        return [device] * count
+    return [f"cuda:{index % gpus}" for index in range(count)]
+
+
 def physical_cores() -> int:
     """Cores this process may use (affinity), counting each hyper-threaded pair once when Linux says so."""
     try:

@@ -1,9 +1,11 @@
 """Running a comparison's runs: every algorithm × seed into ``DIR/<algo>/seed-<s>/``, reused when complete,
-resumed when not, refused when of another configuration; in this process or in several (``--n-jobs``)."""
+resumed when not, refused when of another configuration; in this process or in several (``--n-jobs``), or as
+tasks on a Ray cluster (:mod:`sb3_nas.experiment.ray_executor`)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sb3_nas.errors import UsageError
-from sb3_nas.estimation import configure_threads
+from sb3_nas.estimation import configure_threads, worker_devices
 from sb3_nas.experiment import CONFIG_FILE, RunConfig, memo_location, read_run_config, run
 from sb3_nas.experiment.files import replace_atomically
 from sb3_nas.experiment.registry import check_algo, is_import_path
@@ -26,6 +28,7 @@ from sb3_nas.experiment.runner import RUN_FILES, check_tensorboard
 
 TIMING_FILE = "timing.json"  # each run's wall time, added up over the sessions that ran it
 PLAN_OUTCOMES = {"run": "ran", "resume": "resumed", "reuse": "reused"}  # planned action → what was done
+OnDone = Callable[["PlannedRun", float, str], None]  # a run done: it, its seconds, where it ran ("" if here)
 
 
 # -- planning and running the runs ---------------------------------------------------------------------------
@@ -206,6 +209,22 @@ def execute_run(planned: PlannedRun, progress: bool = True) -> float:
     return seconds
 
 
+def place_on_gpus(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+    """Runs that train at once, each on its own GPU when their device is ``auto`` and several are visible: run
+    ``k`` on ``cuda:{k % GPUs}`` (:func:`~sb3_nas.estimation.worker_devices`), recorded in its configuration
+    and so in its ``config.yml``; otherwise the runs as they are."""
+    devices = worker_devices(runs[0].config.device, len(runs)) if runs else []  # one device for a whole plan
+    return [
+        planned if device == planned.config.device else on_device(planned, device)
+        for planned, device in zip(runs, devices, strict=True)
+    ]
+
+
+def on_device(planned: PlannedRun, device: str) -> PlannedRun:
+    """``planned`` training its networks on ``device``, which its ``config.yml`` then records."""
+    return dataclasses.replace(planned, config=planned.config.replace(device=device))
+
+
 _worker_state = {"running": False, "stopping": False}  # of a worker process
 
 
@@ -238,12 +257,16 @@ def execute_plan(
     plan: Sequence[PlannedRun],
     n_jobs: int = 1,
     progress: bool = True,
-    on_done: Callable[[PlannedRun, float], None] | None = None,
+    on_done: OnDone | None = None,
 ) -> None:
     """Run every planned run not reused: in this process one after the other when ``n_jobs`` is 1, else
-    ``n_jobs`` at a time, each in a worker process (spawned) with its share of the CPU threads; they share the
-    memo. A failed run lets the running ones finish, cancels the rest and is raised; Ctrl-C (or SIGTERM) stops
-    every run, each keeping what it recorded, and is raised as ``KeyboardInterrupt``."""
+    ``n_jobs`` at a time, each in a worker process (spawned) with its share of the CPU threads and, with
+    device ``auto`` and several GPUs, its own GPU in turn (:func:`place_on_gpus`); they share the memo. A
+    failed run lets the running ones finish, cancels the rest and is raised; Ctrl-C (or SIGTERM) stops every
+    run, each keeping what it recorded, and is raised as ``KeyboardInterrupt``.
+
+    :param on_done: called as each run ends, with the seconds it ran and its device when it was placed on one
+    """
     todo = [planned for planned in plan if planned.action != "reuse"]
     if not todo:
         return
@@ -251,15 +274,17 @@ def execute_plan(
         for planned in todo:
             seconds = execute_run(planned, progress)
             if on_done is not None:
-                on_done(planned, seconds)
+                on_done(planned, seconds, "")
         return
+    placed = place_on_gpus(todo)
+    spread = placed != todo  # each run on its own GPU: the output says which
     workers = min(n_jobs, len(todo))
     pool = ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(workers,)
     )
     futures: dict[Future, PlannedRun] = {}
     try:
-        futures = {pool.submit(_run_in_worker, planned): planned for planned in todo}
+        futures = {pool.submit(_run_in_worker, planned): planned for planned in placed}
         pending, errors = set(futures), []
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -274,7 +299,8 @@ def execute_plan(
                     for other in pending:
                         other.cancel()
                 elif on_done is not None:
-                    on_done(futures[future], future.result())
+                    planned = futures[future]
+                    on_done(planned, future.result(), planned.config.device if spread else "")
         if errors:
             raise errors[0]
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from sb3_nas.estimation import (
     TableEstimator,
     configure_threads,
     is_table_spec,
+    worker_devices,
 )
 from sb3_nas.experiment.config import RunConfig
 
@@ -45,9 +46,14 @@ def _worker_env(config: RunConfig, dataset: str, memo_url: str, t_max: int) -> g
 
 
 def make_vec_env(config: RunConfig, dataset: str, memo: RewardMemo, t_max: int) -> VecEnv:
-    """``config.n_envs`` workers: in this process for one, else one process each (SB3's ``SubprocVecEnv``)."""
+    """``config.n_envs`` workers: in this process for one, else one process each (SB3's ``SubprocVecEnv``),
+    worker ``i`` training its networks on device ``worker_devices(config.device, n_envs)[i]`` (with ``auto``
+    and several GPUs, one GPU each in turn)."""
     if config.n_envs == 1:
         env = Monitor(make_env(config, dataset, memo, t_max))
         return DummyVecEnv([lambda: env])
-    worker = partial(_worker_env, config, dataset, memo.url, t_max)
-    return SubprocVecEnv([worker] * config.n_envs, start_method="spawn")
+    workers = [
+        partial(_worker_env, config.replace(device=device), dataset, memo.url, t_max)
+        for device in worker_devices(config.device, config.n_envs)
+    ]
+    return SubprocVecEnv(workers, start_method="spawn")
