@@ -28,11 +28,14 @@ import torch
 
 from sb3_nas.errors import UsageError
 from sb3_nas.estimation import AUTO, masked_url
+from sb3_nas.estimation.retry import MEMO_RETRY_ENV
 from sb3_nas.experiment.comparison import OnDone, PlannedRun, execute_run, on_device
 
 INSTALL = "pip install 'sb3_nas[ray]'"
 CONNECT_TIMEOUT_S = 10  # a head that does not answer fails the command quickly
 CAPACITY_POLL_S = 5.0  # how often the driver looks for room on the cluster (nodes that joined) between ends
+# the driver's settings a task takes with it to whatever node runs it
+TASK_ENVIRONMENT = (MEMO_RETRY_ENV,)
 CHECK_FILE = ".sb3-nas-ray-check-"  # the marker each node looks for in a folder that must be shared
 
 
@@ -104,11 +107,14 @@ def _where() -> str:
     return f"{node}, GPU {','.join(map(str, gpus))}" if gpus else node
 
 
-def _in_task(cwd: str, threads: int, function: Callable[..., Any], args: tuple) -> tuple[Any, str]:
-    """A task's body: in the driver's working directory with its CPUs as torch threads, ``function(*args)``
-    and where it ran. Its stdout (SB3's tables of runs without a progress bar) is dropped: the driver says
-    how each task ended."""
+def _in_task(
+    cwd: str, threads: int, function: Callable[..., Any], args: tuple, environment: dict[str, str]
+) -> tuple[Any, str]:
+    """A task's body: in the driver's working directory with its CPUs as torch threads and the driver's
+    settings of ``environment`` (the memo's retry budget), ``function(*args)`` and where it ran. Its stdout
+    (SB3's tables of runs without a progress bar) is dropped: the driver says how each task ended."""
     os.chdir(cwd)
+    os.environ.update(environment)
     torch.set_num_threads(threads)  # the CPUs Ray reserved for it, not the node's: others run beside it
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         result = function(*args)
@@ -202,11 +208,12 @@ class Cluster:
         running: dict[Any, int] = {}
         errors: list[BaseException] = []
         cwd = os.getcwd()
+        environment = {name: os.environ[name] for name in TASK_ENVIRONMENT if name in os.environ}
         try:
             while running or (waiting and not errors):
                 while waiting and not errors and len(running) < self._room(placement):
                     index, call = waiting.pop()
-                    running[remote.remote(cwd, placement.cpus, function, tuple(call))] = index
+                    running[remote.remote(cwd, placement.cpus, function, tuple(call), environment)] = index
                 done, _ = ray.wait(list(running), num_returns=1, timeout=CAPACITY_POLL_S)
                 for ref in done:
                     index = running.pop(ref)
