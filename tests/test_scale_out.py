@@ -88,6 +88,7 @@ def test_train_says_where_its_n_envs_workers_train(monkeypatch, tmp_path, capsys
             "--no-progress", "--memo", str(tmp_path / "memo.sqlite"), "-f", str(tmp_path / "r")]  # fmt: skip
     assert train.main(argv) == 0
     assert "2 workers on cuda:0, cuda:1" in capsys.readouterr().out
+    assert _config(tmp_path / "r")["worker_devices"] == ["cuda:0", "cuda:1"]  # said in config.yml too
 
 
 def test_compare_n_jobs_gives_each_run_its_own_gpu(monkeypatch, tmp_path, capsys):

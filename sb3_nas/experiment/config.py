@@ -32,6 +32,7 @@ from sb3_nas.estimation import (
     open_memo,
     parse_precisions,
     resolve_device,
+    worker_devices,
 )
 from sb3_nas.experiment.hyperparams import check_keys, load_hyperparams, require_policy, resolve_fractions
 from sb3_nas.experiment.registry import (
@@ -222,6 +223,8 @@ class RunConfig:
             "frozen_policy": self.frozen,
             "model": self.model,
             "storage": None if self.storage is None else masked_url(self.storage),
+            # where the --n-envs workers train (written for the record, not read back: the device decides)
+            **({"worker_devices": worker_devices(self.device, self.n_envs)} if self.n_envs > 1 else {}),
         }
 
     @classmethod
