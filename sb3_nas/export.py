@@ -43,13 +43,7 @@ def build_parser() -> ArgumentParser:
 
 def execute(args: argparse.Namespace) -> int:
     run = load_run(args.run)
-    envs = args.envs if args.envs is not None else run.envs
-    unknown = [env for env in envs if env not in run.envs]
-    if unknown or not envs:
-        raise RunFolderError(
-            f"run folder {run.path} has no environment {', '.join(unknown) or '(none given)'} "
-            f"(it has {', '.join(run.envs)})"
-        )
+    envs = run.chosen_envs(args.envs)
     fidelity_name = args.fidelity or run.fidelity
     if fidelity_name is None and not all(is_table_spec(env) for env in envs):
         raise RunFolderError(f"run folder {run.path}: config.yml names no fidelity; pass --fidelity")

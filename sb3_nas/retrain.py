@@ -66,13 +66,7 @@ def execute(args: argparse.Namespace) -> int:
     if fidelity_name is None:
         raise RunFolderError(f"run folder {run.path}: config.yml names no fidelity; pass --fidelity")
     fidelity = get_fidelity(fidelity_name)
-    envs = args.envs if args.envs is not None else run.envs
-    unknown = [env for env in envs if env not in run.envs]
-    if unknown or not envs:
-        raise RunFolderError(
-            f"run folder {run.path} has no environment {', '.join(unknown) or '(none given)'} "
-            f"(it has {', '.join(run.envs)})"
-        )
+    envs = run.chosen_envs(args.envs)
     save = (
         retrained_saver(run, args.save, fidelity, args.epochs, args.top, envs, args.overwrite)
         if args.save

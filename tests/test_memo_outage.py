@@ -113,3 +113,10 @@ def test_with_no_retry_budget_an_outage_is_the_one_line_error(tmp_path, monkeypa
         holder.exec_driver_sql("ROLLBACK")
         holder.close()
         memo.close()
+
+
+def test_a_bad_retry_budget_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SB3_NAS_MEMO_RETRY", "soon")
+    message = r"reward memo .*: SB3_NAS_MEMO_RETRY='soon' is not a number of seconds"
+    with pytest.raises(MemoError, match=message):
+        RewardMemo(f"sqlite:///{tmp_path / 'memo.sqlite'}")

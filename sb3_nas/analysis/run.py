@@ -87,6 +87,18 @@ class Run:
         value = self.config.get("fidelity")
         return None if value is None else str(value)
 
+    def chosen_envs(self, envs: list[str] | None) -> list[str]:
+        """``envs`` (``None``: all of the run's), each one the run visited; a one-line ``RunFolderError``
+        names the others."""
+        chosen = self.envs if envs is None else list(envs)
+        unknown = [env for env in chosen if env not in self.envs]
+        if unknown or not chosen:
+            raise RunFolderError(
+                f"run folder {self.path} has no environment {', '.join(unknown) or '(none given)'} "
+                f"(it has {', '.join(self.envs)})"
+            )
+        return chosen
+
     def env_steps(self, env: str) -> pd.DataFrame:
         return self.steps[self.steps["env"] == env]
 

@@ -24,6 +24,8 @@ from typing import TypeVar
 
 import sqlalchemy.exc as sa_exc
 
+from sb3_nas.estimation.database import error_line
+
 MEMO_RETRY_ENV = "SB3_NAS_MEMO_RETRY"  # seconds; the commands' --memo-retry sets it for their workers too
 DEFAULT_RETRY_S = 600.0
 BACKOFF_FIRST_S = 0.5  # the first wait
@@ -102,12 +104,6 @@ def is_transient(error: BaseException) -> bool:
     return bool(TRANSIENT_MESSAGE.search(str(getattr(error, "orig", None) or error)))
 
 
-def _first_line(error: BaseException) -> str:
-    cause = getattr(error, "orig", None) or error
-    lines = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {lines[0].strip() if lines else ''}"
-
-
 @dataclass
 class Retry:
     """Repeat an action on :func:`is_transient` errors for up to ``budget_s`` seconds, then let the last one
@@ -141,6 +137,6 @@ class Retry:
                 attempt += 1
                 logger.warning(
                     "reward memo: %s failed (%s); retry %d in %.1f s (%.0f s of %.0f s left)",
-                    what, _first_line(error), attempt, wait, left, self.budget_s,
+                    what, error_line(error), attempt, wait, left, self.budget_s,
                 )  # fmt: skip
                 self.sleep(wait)

@@ -80,9 +80,18 @@ class RewardMemo:
         if path is not None:  # absolute, so a child process with another working directory agrees
             parsed = parsed.set(database=os.path.abspath(os.path.expanduser(path)))
         self._engine_url = parsed.render_as_string(hide_password=False)
+        self._retry = self._make_retry()
         self._connect()
 
     # -- connection ---------------------------------------------------------------------------------
+
+    def _make_retry(self) -> Retry:
+        """The retrying of transient errors, its budget read once from the environment (a bad value is a
+        one-line MemoError)."""
+        try:
+            return Retry()
+        except ValueError as err:
+            raise self._fail(str(err)) from None
 
     def _fail(self, problem: str) -> MemoError:
         return MemoError(f"reward memo {self._shown_url}: {problem}")
@@ -113,7 +122,7 @@ class RewardMemo:
         except (SQLAlchemyError, ImportError, ValueError) as err:
             raise self._fail(f"no usable database driver ({error_line(err)})") from None
         try:
-            missing = Retry().call(lambda: migrate(engine), "open the database")
+            missing = self._retry.call(lambda: migrate(engine), "open the database")
         except (SQLAlchemyError, OSError, sqlite3.Error) as err:
             engine.dispose()
             raise self._fail(f"cannot open the database ({error_line(err)})") from None
@@ -144,7 +153,7 @@ class RewardMemo:
                 return work(conn)
 
         try:
-            return Retry().call(once, action)
+            return self._retry.call(once, action)
         except (SQLAlchemyError, sqlite3.Error) as err:
             raise self._fail(f"cannot {action} ({error_line(err)})") from None
 
@@ -304,6 +313,7 @@ class RewardMemo:
         self._hits = self._misses = self._writes = 0
         self._engine = None
         self._engine_pid = -1
+        self._retry = self._make_retry()
 
     def __repr__(self) -> str:
         return f"RewardMemo({self._shown_url!r})"
